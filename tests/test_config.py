@@ -1,0 +1,69 @@
+"""Profiles: the right one is picked, a wrong name is rejected with the valid ones listed."""
+
+import pytest
+import torch
+
+from helpers import config
+from helpers.config import PROFILES, get_profile, seed_everything
+
+
+def test_explicit_name_wins_over_environment(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "gpu")
+    assert get_profile("tiny").name == "tiny"
+
+
+def test_environment_variable_picks_profile(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "cpu")
+    assert get_profile().name == "cpu"
+    monkeypatch.setenv("COURSE_PROFILE", " TINY ")
+    assert get_profile().name == "tiny"
+
+
+@pytest.mark.parametrize("cuda, expected", [(True, "gpu"), (False, "cpu")])
+def test_fallback_follows_hardware(monkeypatch, cuda, expected):
+    monkeypatch.delenv("COURSE_PROFILE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert get_profile().name == expected
+
+
+def test_unknown_profile_lists_valid_ones(monkeypatch):
+    monkeypatch.delenv("COURSE_PROFILE", raising=False)
+    with pytest.raises(ValueError) as err:
+        get_profile("laptop")
+    message = str(err.value)
+    assert "'laptop'" in message
+    for name in ("tiny", "cpu", "gpu"):
+        assert name in message
+
+
+def test_unknown_profile_from_environment_is_rejected(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "gpu-large")
+    with pytest.raises(ValueError, match="valid profiles are: cpu, gpu, tiny"):
+        get_profile()
+
+
+def test_profiles_scale_up_in_order():
+    tiny, cpu, gpu = PROFILES["tiny"], PROFILES["cpu"], PROFILES["gpu"]
+    for field in ("n_math", "n_countdown", "n_eval", "max_seq_length", "max_new_tokens", "rl_steps"):
+        assert getattr(tiny, field) < getattr(cpu, field) <= getattr(gpu, field), field
+    assert cpu.n_eval >= 200  # the issues' "at least 200 held-out prompts"
+    assert gpu.model_id == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert gpu.torch_dtype == torch.bfloat16 and cpu.torch_dtype == torch.float32
+    assert cpu.num_generations >= 2 and gpu.num_generations >= 2  # GRPO needs a group
+
+
+def test_profile_paths_are_separate():
+    tiny, cpu = PROFILES["tiny"], PROFILES["cpu"]
+    assert tiny.checkpoint_dir != cpu.checkpoint_dir
+    assert tiny.checkpoint_dir.parent == config.CHECKPOINT_DIR
+    assert cpu.figure_dir == config.FIGURE_DIR / "cpu"
+    assert cpu.data_dir("generated") == config.DATA_DIR / "generated" / "cpu"
+    with pytest.raises(ValueError, match="raw, generated or processed"):
+        cpu.data_dir("cache")
+
+
+def test_seed_everything_repeats_random_draws():
+    seed_everything(7)
+    first = torch.rand(3)
+    seed_everything(7)
+    assert torch.equal(first, torch.rand(3))

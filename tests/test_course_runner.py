@@ -1,0 +1,42 @@
+"""The course command: runs notebooks in order, in place, stops at the first failure, writes a summary."""
+
+import nbformat
+import pandas as pd
+import pytest
+
+from helpers import course_runner
+
+
+def _notebook(path, *sources):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_runs_in_order_in_place_and_stops_at_failure(tmp_path, capsys):
+    tmp = tmp_path
+    times_csv = course_runner.get_profile("tiny").data_dir("processed") / "course_run_times.csv"
+    times_csv.unlink(missing_ok=True)
+    first = _notebook(tmp / "01_a.ipynb", "import os\nprint(os.environ['COURSE_PROFILE'])")
+    second = _notebook(tmp / "02_b.ipynb", "raise ValueError('boom')")
+    third = _notebook(tmp / "03_c.ipynb", "print('never')")
+    summary = course_runner.run_course([first, second, third], "tiny")
+    assert list(summary["status"]) == ["ok", "failed", "not run"]
+    assert "boom" in summary.loc[1, "error"]
+    executed = nbformat.read(first, as_version=4)
+    assert executed.cells[0].outputs[0]["text"].strip() == "tiny"  # in place, profile passed to the kernel
+    assert nbformat.read(third, as_version=4).cells[0].outputs == []
+    assert list(pd.read_csv(times_csv)["status"]) == ["ok", "failed", "not run"]
+    out = capsys.readouterr().out
+    assert "[1/3] 01_a.ipynb done in" in out and "[2/3] 02_b.ipynb FAILED" in out
+
+
+def test_main_rejects_bad_profile_and_missing_notebook(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        course_runner.main(["--profile", "laptop", str(_notebook(tmp_path / "01_a.ipynb", "1"))])
+    assert "valid profiles are" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        course_runner.main([str(tmp_path / "missing.ipynb")])
+    assert "no such notebook" in capsys.readouterr().err

@@ -1,0 +1,104 @@
+"""SFT on TRL: the trainer's loss mask is ours, configs build on every profile, runs resume and log."""
+
+import dataclasses
+
+import pandas as pd
+import pytest
+from datasets import Dataset
+from peft import LoraConfig
+from trl import SFTConfig
+
+from helpers.chat import IGNORE_INDEX, prompt_messages, to_prompt_completion, tokenize_conversation
+from helpers.config import PROFILES, get_profile
+from helpers.models import load_model, load_tokenizer
+from helpers.training import (
+    ATTENTION_PROJECTIONS,
+    HISTORY_FILE,
+    last_checkpoint,
+    lora_config,
+    run_sft,
+    sft_config,
+    trainable_parameters,
+)
+
+CONVERSATIONS = [
+    prompt_messages("Using the numbers [3, 5, 7], make 22.")
+    + [{"role": "assistant", "content": "<think>\n3*5=15, 15+7=22.\n</think>\n<answer>3*5+7</answer>"}],
+    prompt_messages("What is 12 - 5?") + [{"role": "assistant", "content": "<think>12-5=7</think>\n<answer>7</answer>"}],
+    [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "hi"}],
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer("tiny")
+
+
+def tiny_config(tmp_path, **overrides):
+    return sft_config(get_profile("tiny"), tmp_path / "sft", disable_tqdm=True, **overrides)
+
+
+def test_trainer_loss_mask_equals_tokenize_conversation_labels(tokenizer, tmp_path):
+    from trl import SFTTrainer
+
+    dataset = Dataset.from_list([to_prompt_completion(c, system_prompt=None) for c in CONVERSATIONS])
+    trainer = SFTTrainer(model=load_model("tiny"), args=tiny_config(tmp_path), train_dataset=dataset,
+                         processing_class=tokenizer)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(CONVERSATIONS))])
+    for row, conversation in enumerate(CONVERSATIONS):
+        ours = tokenize_conversation(tokenizer, conversation)
+        n = len(ours["input_ids"])
+        assert batch["input_ids"][row, :n].tolist() == ours["input_ids"]
+        assert batch["labels"][row, :n].tolist() == ours["labels"]
+        assert set(batch["labels"][row, n:].tolist()) <= {IGNORE_INDEX}  # padding is never trained
+
+
+def test_lora_targets_follow_the_seeds():
+    config = lora_config()
+    assert (config.r, config.lora_alpha, config.lora_dropout) == (16, 32, 0.05)
+    assert set(config.target_modules) == set(ATTENTION_PROJECTIONS)
+    assert lora_config(target="all-linear").target_modules == "all-linear"
+    with pytest.raises(ValueError, match="attention' or 'all-linear"):
+        lora_config(target="mlp")
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_sft_config_builds_on_every_profile(name, tmp_path):
+    """Drift guard: every field the course sets must still exist in the pinned TRL."""
+    profile = PROFILES[name]
+    config = sft_config(profile, tmp_path, use_cpu=True, bf16=False)
+    assert isinstance(config, SFTConfig)
+    assert config.completion_only_loss is True and config.max_length == profile.max_seq_length
+    assert config.report_to == []  # no W&B or other logger unless a learner asks for one
+    full = sft_config(profile, tmp_path, full_finetune=True, use_cpu=True, bf16=False)
+    assert full.learning_rate == pytest.approx(config.learning_rate / 10)
+
+
+def test_lora_config_fields_exist_in_pinned_peft():
+    fields = {f.name for f in dataclasses.fields(LoraConfig)}
+    assert {"r", "lora_alpha", "lora_dropout", "target_modules", "task_type"} <= fields
+
+
+def test_sft_trains_logs_history_and_resumes(tokenizer, tmp_path):
+    dataset = Dataset.from_list([to_prompt_completion(c) for c in CONVERSATIONS * 4])
+    config = tiny_config(tmp_path, max_steps=2, save_steps=1, per_device_train_batch_size=4)
+    model = load_model("tiny")
+    trainer = run_sft(model, tokenizer, dataset, config, lora_config(r=4, alpha=8))
+    history = pd.read_csv(tmp_path / "sft" / HISTORY_FILE)
+    assert list(history["step"][history["loss"].notna()]) == [1, 2]
+    assert last_checkpoint(tmp_path / "sft").endswith("checkpoint-2")
+    assert trainable_parameters(trainer.model)["trainable"].item() > 0
+
+    # An interrupted run continues: asking for 3 steps resumes at step 2, not at step 0.
+    config = tiny_config(tmp_path, max_steps=3, save_steps=1, per_device_train_batch_size=4)
+    trainer = run_sft(load_model("tiny"), tokenizer, dataset, config, lora_config(r=4, alpha=8))
+    history = pd.read_csv(tmp_path / "sft" / HISTORY_FILE)
+    assert trainer.state.global_step == 3
+    assert list(history["step"][history["loss"].notna()]) == [1, 2, 3]  # the resumed history, not a fresh one
+
+
+def test_last_checkpoint_picks_highest_step(tmp_path):
+    assert last_checkpoint(tmp_path) is None
+    for step in (5, 40, 9):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    assert last_checkpoint(tmp_path).endswith("checkpoint-40")

@@ -35,23 +35,24 @@ def prompt_messages(user_text: str, system_prompt: str | None = R1_SYSTEM_PROMPT
 
 
 def task_prompt(row: dict, system_prompt: str | None = R1_SYSTEM_PROMPT) -> list[dict]:
-    """The prompt for one dataset row of any task: Countdown (``nums``, ``target``), math (``prompt``),
-    or a conversation (``messages``: everything before the last assistant turn)."""
-    from helpers.data import countdown_prompt  # the task wording lives with the data
+    """The conversational prompt for one dataset row of any task: Countdown (``nums``, ``target``),
+    math (``prompt`` text with an ``answer``), a preference row (``prompt`` as messages), or a
+    conversation (``messages``: everything before the last assistant turn)."""
+    from helpers.data import countdown_prompt, math_prompt  # the task wording lives with the data
 
     if "nums" in row and "target" in row:
         return prompt_messages(countdown_prompt(row["nums"], row["target"]), system_prompt)
-    if "messages" in row:
-        messages = list(row["messages"])
-        while messages and messages[-1]["role"] == "assistant":
-            messages.pop()
-        if not messages:
-            raise ValueError("a conversation row needs at least one non-assistant message before the answer")
-        has_system = messages[0]["role"] == "system"
-        return messages if has_system or not system_prompt else [{"role": "system", "content": system_prompt}] + messages
-    if "prompt" in row:
-        return prompt_messages(row["prompt"], system_prompt)
-    raise ValueError(f"cannot build a prompt from a row with columns {sorted(row)}: expected nums/target, prompt or messages")
+    if isinstance(row.get("prompt"), str):
+        return prompt_messages(math_prompt(row["prompt"]), system_prompt)
+    messages = list(row.get("messages") or row.get("prompt") or [])
+    while messages and messages[-1]["role"] == "assistant":
+        messages.pop()
+    if not messages:
+        raise ValueError(f"cannot build a prompt from a row with columns {sorted(row)}: "
+                         "expected nums/target, a prompt, or messages with a non-assistant turn")
+    if system_prompt and messages[0]["role"] != "system":
+        messages = [{"role": "system", "content": system_prompt}] + messages
+    return messages
 
 
 def to_prompt_completion(messages: list[dict], system_prompt: str | None = R1_SYSTEM_PROMPT) -> dict:

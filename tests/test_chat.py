@@ -13,6 +13,7 @@ from helpers.chat import (
     R1_SYSTEM_PROMPT,
     PaddingCollator,
     prompt_messages,
+    task_prompt,
     to_prompt_completion,
     tokenize_conversation,
     tokenize_dataset,
@@ -135,3 +136,18 @@ def test_prompt_completion_split_adds_system_prompt():
     assert split["completion"] == [{"role": "assistant", "content": "a"}]
     with pytest.raises(ValueError, match="end with an assistant"):
         to_prompt_completion([{"role": "user", "content": "q"}])
+
+
+def test_task_prompt_for_every_row_shape():
+    from helpers.data import countdown_prompt, math_prompt
+
+    countdown = task_prompt({"nums": [3, 5, 7], "target": 22})
+    assert countdown == prompt_messages(countdown_prompt([3, 5, 7], 22))
+    math = task_prompt({"prompt": "What is 2+2?", "answer": "4"}, system_prompt=None)
+    assert math == [{"role": "user", "content": math_prompt("What is 2+2?")}]
+    chat = task_prompt({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]})
+    assert [m["role"] for m in chat] == ["system", "user"]
+    preference = task_prompt({"prompt": [{"role": "user", "content": "hi"}], "chosen": [], "rejected": []})
+    assert preference[-1] == {"role": "user", "content": "hi"} and preference[0]["content"] == R1_SYSTEM_PROMPT
+    with pytest.raises(ValueError, match="cannot build a prompt"):
+        task_prompt({"messages": [{"role": "assistant", "content": "orphan"}]})

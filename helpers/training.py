@@ -6,6 +6,7 @@ decides the numbers per profile, so every notebook trains the same way on a lapt
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +20,7 @@ from helpers.config import Profile
 # The seeds' LoRA recipe: rank 16, alpha 32, dropout 0.05 on the attention projections.
 ATTENTION_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 HISTORY_FILE = "training_history.csv"
+COMPLETED_MARKER = "COMPLETED"  # written when a run finishes; its absence means the run was interrupted
 
 
 def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05, target: str = "attention") -> LoraConfig:
@@ -100,12 +102,25 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     return str(checkpoints[-1]) if checkpoints else None
 
 
-def run_sft(model, tokenizer, train_dataset, config: SFTConfig, peft_config: LoraConfig | None = None,
-            resume: bool = True) -> SFTTrainer:
-    """Train with TRL's SFTTrainer, resuming from the newest checkpoint in ``config.output_dir`` if any.
+def prepare_run_dir(output_dir: str | Path) -> str | None:
+    """Get ``output_dir`` ready for a run and return the checkpoint to resume from, if any.
+
+    An interrupted run (no ``COMPLETED`` marker) resumes from its newest checkpoint; a finished run
+    is cleared, so re-running a notebook trains afresh and overwrites its own outputs.
+    """
+    output_dir = Path(output_dir)
+    if (output_dir / COMPLETED_MARKER).exists():
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return last_checkpoint(output_dir)
+
+
+def run_sft(model, tokenizer, train_dataset, config: SFTConfig, peft_config: LoraConfig | None = None) -> SFTTrainer:
+    """Train with TRL's SFTTrainer; an interrupted run in ``config.output_dir`` is resumed.
 
     The history is written to ``<output_dir>/training_history.csv`` while training runs.
     """
+    resume_from = prepare_run_dir(config.output_dir)
     trainer = SFTTrainer(
         model=model,
         args=config,
@@ -114,8 +129,9 @@ def run_sft(model, tokenizer, train_dataset, config: SFTConfig, peft_config: Lor
         peft_config=peft_config,
         callbacks=[HistoryCSVCallback(Path(config.output_dir) / HISTORY_FILE)],
     )
-    trainer.train(resume_from_checkpoint=last_checkpoint(config.output_dir) if resume else None)
+    trainer.train(resume_from_checkpoint=resume_from)
     save_history(trainer.state.log_history, Path(config.output_dir) / HISTORY_FILE)
+    (Path(config.output_dir) / COMPLETED_MARKER).write_text(f"{trainer.state.global_step} steps\n")
     return trainer
 
 

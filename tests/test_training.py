@@ -13,6 +13,7 @@ from helpers.config import PROFILES, get_profile
 from helpers.models import load_model, load_tokenizer
 from helpers.training import (
     ATTENTION_PROJECTIONS,
+    COMPLETED_MARKER,
     HISTORY_FILE,
     last_checkpoint,
     lora_config,
@@ -89,12 +90,18 @@ def test_sft_trains_logs_history_and_resumes(tokenizer, tmp_path):
     assert last_checkpoint(tmp_path / "sft").endswith("checkpoint-2")
     assert trainable_parameters(trainer.model)["trainable"].item() > 0
 
-    # An interrupted run continues: asking for 3 steps resumes at step 2, not at step 0.
+    # A finished run is not resumed: re-running trains afresh (2 new steps, history overwritten).
+    trainer = run_sft(load_model("tiny"), tokenizer, dataset, config, lora_config(r=4, alpha=8))
+    assert list(pd.read_csv(tmp_path / "sft" / HISTORY_FILE)["step"].dropna().astype(int).unique()) == [1, 2]
+
+    # An interrupted run continues: without the COMPLETED marker, asking for 3 steps resumes at step 2.
+    (tmp_path / "sft" / COMPLETED_MARKER).unlink()
     config = tiny_config(tmp_path, max_steps=3, save_steps=1, per_device_train_batch_size=4)
     trainer = run_sft(load_model("tiny"), tokenizer, dataset, config, lora_config(r=4, alpha=8))
     history = pd.read_csv(tmp_path / "sft" / HISTORY_FILE)
     assert trainer.state.global_step == 3
     assert list(history["step"][history["loss"].notna()]) == [1, 2, 3]  # the resumed history, not a fresh one
+    assert (tmp_path / "sft" / COMPLETED_MARKER).exists()
 
 
 def test_last_checkpoint_picks_highest_step(tmp_path):

@@ -44,6 +44,7 @@ class Profile:
     max_seq_length: int
     max_new_tokens: int
     # SFT
+    sft_max_examples: int | None  # warm-start conversations trained on (None: all)
     sft_epochs: float
     sft_learning_rate: float
     sft_batch_size: int
@@ -93,6 +94,7 @@ PROFILES: dict[str, Profile] = {
         n_eval=8,
         max_seq_length=256,
         max_new_tokens=16,
+        sft_max_examples=24,
         sft_epochs=1,
         sft_learning_rate=1e-3,
         sft_batch_size=4,
@@ -116,7 +118,8 @@ PROFILES: dict[str, Profile] = {
         n_preferences=400,
         n_eval=200,
         max_seq_length=512,
-        max_new_tokens=160,
+        max_new_tokens=200,  # the longest warm-start trace is 178 SmolLM2 tokens
+        sft_max_examples=320,
         sft_epochs=1,
         sft_learning_rate=1e-3,
         sft_batch_size=8,
@@ -141,6 +144,7 @@ PROFILES: dict[str, Profile] = {
         n_eval=500,
         max_seq_length=2048,
         max_new_tokens=512,
+        sft_max_examples=None,
         sft_epochs=2,
         sft_learning_rate=1e-4,
         sft_batch_size=16,

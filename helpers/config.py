@@ -54,12 +54,29 @@ class Profile:
     num_generations: int
     max_completion_length: int
     rl_learning_rate: float
+    rl_prompts_per_step: int  # prompts per optimizer step; each gets num_generations completions
+    rl_temperature: float
     # DPO / reward model
     dpo_steps: int
     reward_model_steps: int
+    reward_model_batch_size: int  # preference pairs per step
+    reward_model_learning_rate: float  # LoRA + a fresh score head
+    dpo_batch_size: int  # preference pairs per step
+    dpo_learning_rate: float  # LoRA
+    onpolicy_prompts: int  # training prompts sampled to build on-policy preference pairs
+    onpolicy_samples: int  # completions sampled per prompt (best vs worst become a pair)
+    rloo_steps: int  # RLOO optimizer steps (same prompts and completions per step as GRPO)
     # hardware
     dtype: str  # "float32" or "bfloat16"
     eval_batch_size: int
+    # rejection sampling and distillation (notebook 8), the leaderboard (notebook 9)
+    rs_prompts: int  # math training prompts sampled for rejection sampling
+    rs_samples: int  # completions sampled per prompt (the k of "best of k")
+    distill_epochs: float  # SFT epochs of the distilled student (it starts from the initial model)
+    eval_math_prompts: int  # held-out math prompts per checkpoint (notebooks 8 and 9)
+    eval_countdown_prompts: int  # held-out Countdown prompts per checkpoint (notebook 9)
+    passk_prompts: int  # held-out math prompts sampled for the pass@k curves
+    passk_samples: int  # samples per prompt for pass@k (k goes up to this)
     extras: dict = field(default_factory=dict)
 
     @property
@@ -103,10 +120,21 @@ PROFILES: dict[str, Profile] = {
         num_generations=2,
         max_completion_length=16,
         rl_learning_rate=1e-4,
+        rl_prompts_per_step=2,
+        rl_temperature=1.0,
         dpo_steps=2,
         reward_model_steps=2,
+        reward_model_batch_size=2,
+        reward_model_learning_rate=1e-3,
+        dpo_batch_size=2,
+        dpo_learning_rate=1e-3,
+        onpolicy_prompts=4,
+        onpolicy_samples=2,
+        rloo_steps=2,
         dtype="float32",
         eval_batch_size=8,
+        rs_prompts=8, rs_samples=2, distill_epochs=1,
+        eval_math_prompts=8, eval_countdown_prompts=4, passk_prompts=4, passk_samples=2,
     ),
     "cpu": Profile(
         name="cpu",
@@ -124,14 +152,25 @@ PROFILES: dict[str, Profile] = {
         sft_learning_rate=1e-3,
         sft_batch_size=8,
         sft_grad_accum=1,
-        rl_steps=40,
+        rl_steps=24,
         num_generations=8,
         max_completion_length=96,
-        rl_learning_rate=2e-5,
+        rl_learning_rate=1e-4,  # LoRA
+        rl_prompts_per_step=2,
+        rl_temperature=0.9,
         dpo_steps=60,
         reward_model_steps=80,
+        reward_model_batch_size=4,
+        reward_model_learning_rate=3e-4,
+        dpo_batch_size=2,
+        dpo_learning_rate=5e-5,
+        onpolicy_prompts=64,
+        onpolicy_samples=4,
+        rloo_steps=10,
         dtype="float32",
         eval_batch_size=50,
+        rs_prompts=128, rs_samples=4, distill_epochs=2,
+        eval_math_prompts=50, eval_countdown_prompts=25, passk_prompts=8, passk_samples=4,
     ),
     "gpu": Profile(
         name="gpu",
@@ -152,11 +191,22 @@ PROFILES: dict[str, Profile] = {
         rl_steps=300,
         num_generations=8,
         max_completion_length=512,
-        rl_learning_rate=1e-6,
+        rl_learning_rate=2e-5,  # LoRA
+        rl_prompts_per_step=8,
+        rl_temperature=1.0,
         dpo_steps=500,
         reward_model_steps=500,
+        reward_model_batch_size=16,
+        reward_model_learning_rate=1e-4,
+        dpo_batch_size=8,
+        dpo_learning_rate=1e-5,
+        onpolicy_prompts=2000,
+        onpolicy_samples=8,
+        rloo_steps=300,
         dtype="bfloat16",
         eval_batch_size=64,
+        rs_prompts=2000, rs_samples=8, distill_epochs=2,
+        eval_math_prompts=500, eval_countdown_prompts=500, passk_prompts=100, passk_samples=16,
     ),
 }
 

@@ -149,3 +149,149 @@ def plot_token_lengths(lengths: dict[str, dict[str, list[int]]], limits: dict[st
                    ncol=min(6, len(order)), frameon=False)
     fig.tight_layout()
     return fig
+
+
+def plot_curves(history, panels: dict[str, str], title: str, x: str = "step", ncols: int = 3) -> plt.Figure:
+    """One small panel per logged metric: ``panels`` maps a history column to its panel title.
+
+    Columns the trainer did not log are skipped, so the same call works across profiles and configs.
+    """
+    present = {column: label for column, label in panels.items() if column in history and history[column].notna().any()}
+    if not present:
+        raise ValueError(f"none of the columns {list(panels)} is in the history")
+    nrows = -(-len(present) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), squeeze=False)
+    for ax, (column, label) in zip(axes.flat, present.items()):
+        rows = history.dropna(subset=[column])
+        ax.plot(rows[x], rows[column], marker=".", linewidth=1)
+        ax.set(title=label, xlabel=x)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(present):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+FAILURE_COLORS = {"correct": "#4c9f50", "format": "#9e9e9e", "arithmetic": "#e8a33d", "reasoning": "#d0553f"}
+
+
+def plot_metric_bars(table, metrics: dict[str, str], status_column: str = "status", ncols: int = 3,
+                     title: str | None = None) -> plt.Figure:
+    """One bar chart per metric, one bar per model (the rows of ``table``, in order).
+
+    ``metrics`` maps a column of ``table`` to its panel title. A model whose value is missing (a
+    checkpoint that does not exist, ``status`` not ``ok``) gets no bar but the word *missing* at its
+    place, so it never reads as a zero.
+    """
+    import numpy as np
+
+    present = {column: label for column, label in metrics.items() if column in table}
+    if not present:
+        raise ValueError(f"none of the columns {list(metrics)} is in the table")
+    models = [str(m) for m in table.index]
+    ncols = min(ncols, len(present))
+    nrows = -(-len(present) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(3.2, 0.55 * len(models) + 1.2) * ncols, 3.2 * nrows),
+                             squeeze=False)
+    for ax, (column, label) in zip(axes.flat, present.items()):
+        values = table[column].astype(float)
+        missing = values.isna()  # a missing checkpoint has no value at all: no bar, never a zero
+        if status_column in table:
+            missing |= table[status_column].astype(str).eq("missing")
+        heights = values.fillna(0.0).to_numpy()
+        bars = ax.bar(range(len(models)), np.where(missing, 0.0, heights), color=[f"C{i}" for i in range(len(models))])
+        top = max(1.0, float(np.nanmax(values.to_numpy())) if values.notna().any() else 1.0)
+        for i, (bar, is_missing) in enumerate(zip(bars, missing)):
+            if is_missing:
+                ax.text(i, 0.02 * top, "missing", ha="center", va="bottom", rotation=90, fontsize=8, color="#777777")
+            else:
+                ax.text(i, bar.get_height() + 0.01 * top, f"{heights[i]:.2f}", ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(range(len(models)))
+        ax.set_xticklabels(models, rotation=35, ha="right", fontsize=8)
+        ax.set_ylim(0, top * 1.12)
+        ax.set_title(label, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(present):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pass_at_k(curves: dict[str, dict[int, float]], title: str = "pass@k on held-out math") -> plt.Figure:
+    """pass@k against k, one line per model: ``curves`` maps a model to ``{k: pass@k}`` (models without a
+    curve, e.g. missing checkpoints, are simply left out)."""
+    curves = {model: curve for model, curve in curves.items() if curve}
+    if not curves:
+        raise ValueError("no pass@k curve to plot")
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ks = sorted({k for curve in curves.values() for k in curve})
+    for i, (model, curve) in enumerate(curves.items()):
+        points = sorted(curve.items())
+        ax.plot([k for k, _ in points], [v for _, v in points], marker="o", color=f"C{i}", label=model)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks)
+    ax.set_xticklabels([str(k) for k in ks])
+    ax.set(xlabel="k (samples drawn)", ylabel="pass@k", title=title, ylim=(-0.02, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_failure_breakdown(table, title: str = "What went wrong (greedy completions)") -> plt.Figure:
+    """Stacked horizontal bars, one per model: the share of completions that are correct or fail on format,
+    arithmetic or reasoning (the columns of ``helpers.evaluation.failure_table``)."""
+    import numpy as np
+
+    columns = [c for c in FAILURE_COLORS if c in table]
+    if not columns or table.empty:
+        raise ValueError("the table needs rows and at least one of the columns " + ", ".join(FAILURE_COLORS))
+    shares = table[columns].astype(float).fillna(0.0)
+    models = [str(m) for m in shares.index]
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(models) + 1.4))
+    left = np.zeros(len(models))
+    for column in columns:
+        values = shares[column].to_numpy()
+        ax.barh(range(len(models)), values, left=left, color=FAILURE_COLORS[column], label=column)
+        for i, (start, width) in enumerate(zip(left, values)):
+            if width >= 0.08:
+                ax.text(start + width / 2, i, f"{width:.0%}", ha="center", va="center", fontsize=7, color="white")
+        left += values
+    ax.set_yticks(range(len(models)))
+    ax.set_yticklabels(models)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(1.0, float(left.max())))
+    ax.set_xlabel("share of completions")
+    ax.set_title(title, fontsize=10)
+    ax.legend(ncol=len(columns), loc="lower center", bbox_to_anchor=(0.5, 1.06), frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_rejection_sampling(scored, kept, n_samples: int) -> plt.Figure:
+    """Two panels for a rejection-sampling run: how many prompts got 0..k verified samples (only prompts
+    with at least one can be harvested), and the lengths of all verified samples against the kept ones
+    (shortest first). ``scored``: ``helpers.distillation.sample_completions``; ``kept``: ``select_verified``."""
+    import numpy as np
+
+    verified = scored[scored["correct"].astype(bool) & scored["format_ok"].astype(bool)]
+    per_prompt = verified.groupby("prompt_index").size().reindex(scored["prompt_index"].unique(), fill_value=0)
+    counts = per_prompt.value_counts().reindex(range(n_samples + 1), fill_value=0)
+    fig, (ax_count, ax_len) = plt.subplots(1, 2, figsize=(10, 3.4))
+    ax_count.bar(counts.index, counts.to_numpy(), color=["#bbbbbb"] + ["#4c9f50"] * n_samples)
+    ax_count.set(xlabel=f"verified samples out of {n_samples}", ylabel="prompts",
+                 title=f"{int((per_prompt > 0).sum())} of {len(per_prompt)} prompts have one to keep")
+    ax_count.set_xticks(range(n_samples + 1))
+    if len(verified):
+        bins = np.linspace(verified["length_chars"].min(), verified["length_chars"].max() + 1, 20)
+        ax_len.hist(verified["length_chars"], bins=bins, alpha=0.5, color="#999999", label=f"all verified ({len(verified)})")
+        ax_len.hist(kept["length_chars"], bins=bins, alpha=0.8, color="#4c9f50", label=f"kept, shortest per prompt ({len(kept)})")
+        ax_len.legend(fontsize=8, frameon=False)
+    else:
+        ax_len.text(0.5, 0.5, "no verified sample", ha="center", va="center", transform=ax_len.transAxes, color="#777777")
+    ax_len.set(xlabel="completion length (characters)", ylabel="samples", title="verified samples and the kept ones")
+    fig.tight_layout()
+    return fig

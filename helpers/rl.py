@@ -252,3 +252,74 @@ def dpo_loss(
     rejected_logratios = _as_float_tensor(policy_rejected_logps) - _as_float_tensor(ref_rejected_logps)
     losses = -F.logsigmoid(beta * (chosen_logratios - rejected_logratios))
     return losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach()
+
+
+# ---------------------------------------------------------------------------------------------
+# A from-scratch GRPO step: the whole algorithm on one prompt, built from the pieces above
+# ---------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def sample_group(model, tokenizer, prompt: list[dict], group_size: int, max_new_tokens: int,
+                 temperature: float = 1.0) -> dict:
+    """Sample ``group_size`` completions of one conversational prompt.
+
+    Returns ``input_ids``/``attention_mask`` of prompt + completion (right-padded), ``labels``
+    (the completion tokens up to and including the end-of-turn token, -100 elsewhere) and the
+    decoded ``completions``.
+    """
+    from helpers.evaluation import end_of_turn_ids
+
+    text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    encoded = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(next(model.parameters()).device)
+    stop_ids = end_of_turn_ids(tokenizer)
+    output = model.generate(**encoded, do_sample=True, temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens,
+                            num_return_sequences=group_size, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id)
+    prompt_length = encoded["input_ids"].shape[1]
+    completion = output[:, prompt_length:]
+    # Keep tokens up to and including the first end-of-turn token; generate pads the rest.
+    is_stop = torch.isin(completion, torch.tensor(stop_ids, device=completion.device))
+    after_stop = (is_stop.cumsum(dim=1) - is_stop.long()) > 0
+    completion_mask = ~after_stop
+    labels = torch.full_like(output, -100)
+    labels[:, prompt_length:] = torch.where(completion_mask, completion, torch.full_like(completion, -100))
+    attention_mask = torch.cat([torch.ones_like(output[:, :prompt_length]), completion_mask.long()], dim=1)
+    completions = tokenizer.batch_decode(torch.where(completion_mask, completion, tokenizer.pad_token_id),
+                                         skip_special_tokens=True)
+    return {"input_ids": output, "attention_mask": attention_mask, "labels": labels, "completions": completions}
+
+
+def grpo_step(model, tokenizer, optimizer, prompt: list[dict], reward_fn, group_size: int, max_new_tokens: int,
+              temperature: float = 1.0, beta: float = 0.0, ref_model=None) -> dict:
+    """One on-policy GRPO update on one prompt: sample a group, score it, compute advantages and
+    the loss, take an optimizer step.
+
+    ``reward_fn(completions: list[str]) -> list[float]``. With ``beta > 0``, ``ref_model`` gives
+    the reference log-probs of the KL penalty. Returns the step's numbers for a table.
+    """
+    group = sample_group(model, tokenizer, prompt, group_size, max_new_tokens, temperature)
+    rewards = torch.tensor(reward_fn(group["completions"]), dtype=torch.float32)
+    advantages = group_advantages(rewards, group_size)
+    model.train()
+    logps = sequence_logprobs(model, group["input_ids"], group["attention_mask"], group["labels"], temperature)
+    completion_mask = (group["labels"][:, 1:] != -100).float()
+    ref_logps = None
+    if beta:
+        if ref_model is None:
+            raise ValueError("beta > 0 needs a ref_model for the KL penalty")
+        with torch.no_grad():
+            ref_logps = sequence_logprobs(ref_model, group["input_ids"], group["attention_mask"], group["labels"],
+                                          temperature)
+    loss, metrics = grpo_loss(logps, None, ref_logps, advantages, completion_mask, beta=beta)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    model.eval()
+    return {
+        "loss": loss.item(),
+        "reward_mean": rewards.mean().item(),
+        "reward_std": rewards.std().item(),
+        "zero_std_group": bool(rewards.std() == 0),
+        "mean_completion_tokens": completion_mask.sum(1).mean().item(),
+        **({"kl": metrics["kl"]} if "kl" in metrics else {}),
+    }

@@ -1,4 +1,4 @@
-"""TRL configurations built from a profile, the SFT run, and training histories saved as CSV.
+"""TRL configurations built from a profile, the SFT and GRPO runs, and training histories saved as CSV.
 
 The course trains with TRL's trainers (SFTTrainer here) and PEFT's LoRA; this module only
 decides the numbers per profile, so every notebook trains the same way on a laptop and an A100.
@@ -6,6 +6,7 @@ decides the numbers per profile, so every notebook trains the same way on a lapt
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pandas as pd
 import torch
 from peft import LoraConfig
 from transformers import TrainerCallback
-from trl import SFTConfig, SFTTrainer
+from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 from helpers.config import Profile
 
@@ -115,24 +116,64 @@ def prepare_run_dir(output_dir: str | Path) -> str | None:
     return last_checkpoint(output_dir)
 
 
+def train_with_history(trainer, resume_from: str | None):
+    """Run ``trainer`` (any TRL/transformers trainer), keeping ``training_history.csv`` current and
+    marking the run ``COMPLETED`` at the end. Call ``prepare_run_dir`` first to get ``resume_from``."""
+    output_dir = Path(trainer.args.output_dir)
+    trainer.add_callback(HistoryCSVCallback(output_dir / HISTORY_FILE))
+    trainer.train(resume_from_checkpoint=resume_from)
+    save_history(trainer.state.log_history, output_dir / HISTORY_FILE)
+    (output_dir / COMPLETED_MARKER).write_text(f"{trainer.state.global_step} steps\n")
+    return trainer
+
+
 def run_sft(model, tokenizer, train_dataset, config: SFTConfig, peft_config: LoraConfig | None = None) -> SFTTrainer:
     """Train with TRL's SFTTrainer; an interrupted run in ``config.output_dir`` is resumed.
 
     The history is written to ``<output_dir>/training_history.csv`` while training runs.
     """
     resume_from = prepare_run_dir(config.output_dir)
-    trainer = SFTTrainer(
-        model=model,
-        args=config,
-        train_dataset=train_dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[HistoryCSVCallback(Path(config.output_dir) / HISTORY_FILE)],
+    trainer = SFTTrainer(model=model, args=config, train_dataset=train_dataset, processing_class=tokenizer,
+                         peft_config=peft_config)
+    return train_with_history(trainer, resume_from)
+
+
+def grpo_config(profile: Profile, output_dir: str | Path, **overrides) -> GRPOConfig:
+    """GRPO from the profile: ``num_generations`` completions per prompt, ``rl_prompts_per_step`` prompts a step.
+
+    TRL's ``per_device_train_batch_size`` counts completions, so it is prompts x generations.
+    Defaults kept from TRL 1.16: ``beta=0`` (no reference model), ``loss_type="dapo"``, ``scale_rewards="group"``.
+    """
+    kwargs = dict(
+        output_dir=str(output_dir),
+        max_steps=profile.rl_steps,
+        num_generations=profile.num_generations,
+        per_device_train_batch_size=profile.num_generations * profile.rl_prompts_per_step,
+        max_completion_length=profile.max_completion_length,
+        learning_rate=profile.rl_learning_rate,
+        temperature=profile.rl_temperature,
+        lr_scheduler_type="constant",
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=max(1, profile.rl_steps // 4),
+        save_total_limit=1,
+        seed=42,
+        # vLLM generates much faster on a GPU; it is optional (not in the required install path).
+        use_vllm=profile.name == "gpu" and torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None,
+        vllm_mode="colocate",
+        **hardware_kwargs(profile),
     )
-    trainer.train(resume_from_checkpoint=resume_from)
-    save_history(trainer.state.log_history, Path(config.output_dir) / HISTORY_FILE)
-    (Path(config.output_dir) / COMPLETED_MARKER).write_text(f"{trainer.state.global_step} steps\n")
-    return trainer
+    kwargs.update(overrides)
+    return GRPOConfig(**kwargs)
+
+
+def run_grpo(model, tokenizer, train_dataset, reward_funcs: list, config: GRPOConfig,
+             peft_config: LoraConfig | None = None) -> GRPOTrainer:
+    """Train with TRL's GRPOTrainer (history CSV per step, resume as ``run_sft``)."""
+    resume_from = prepare_run_dir(config.output_dir)
+    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=config, train_dataset=train_dataset,
+                          processing_class=tokenizer, peft_config=peft_config)
+    return train_with_history(trainer, resume_from)
 
 
 def trainable_parameters(model) -> pd.DataFrame:
@@ -140,3 +181,150 @@ def trainable_parameters(model) -> pd.DataFrame:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return pd.DataFrame([{"trainable": trainable, "total": total, "trainable %": round(100 * trainable / total, 3)}])
+
+
+# ---------------------------------------------------------------------------------------------
+# Reward model, RLOO and DPO (notebooks 6 and 7)
+# ---------------------------------------------------------------------------------------------
+
+from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer, RLOOConfig, RLOOTrainer  # noqa: E402
+
+
+def start_checkpoint(profile: Profile, stages: tuple[str, ...] = ("grpo", "sft")) -> tuple[str, str, list[str]]:
+    """The first of ``stages`` whose checkpoint exists under ``checkpoints/<profile>/``, else the initial model.
+
+    Returns ``(name, stage, missing)``: what to pass to ``load_model``, the stage it came from
+    (``"initial"`` when none exists) and the stages looked for before it and not found.
+    """
+    missing = []
+    for stage in stages:
+        path = profile.checkpoint_dir / stage
+        if (path / "config.json").exists():
+            return str(path), stage, missing
+        missing.append(stage)
+    return profile.name, "initial", missing
+
+
+def reward_model_lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05) -> LoraConfig:
+    """LoRA for a reward model: the attention projections as in ``lora_config``, plus the new ``score`` head
+    trained in full (``modules_to_save``), since it starts random and LoRA alone cannot train it."""
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=ATTENTION_PROJECTIONS,
+                      task_type="SEQ_CLS", modules_to_save=["score"])
+
+
+def _save_every(steps: int) -> int:
+    return max(1, steps // 4)
+
+
+def reward_config(profile: Profile, output_dir: str | Path, **overrides) -> RewardConfig:
+    """TRL's RewardTrainer from the profile: Bradley-Terry loss on (chosen, rejected) pairs.
+
+    ``reward_model_batch_size`` counts pairs (each step scores twice as many sequences); pairs longer than
+    ``max_seq_length`` are dropped by TRL, not truncated.
+    """
+    kwargs = dict(
+        output_dir=str(output_dir),
+        max_steps=profile.reward_model_steps,
+        per_device_train_batch_size=profile.reward_model_batch_size,
+        per_device_eval_batch_size=profile.eval_batch_size,
+        learning_rate=profile.reward_model_learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.1,
+        max_length=profile.max_seq_length,
+        logging_steps=1 if profile.name != "gpu" else 10,
+        save_strategy="steps",
+        save_steps=_save_every(profile.reward_model_steps),
+        save_total_limit=1,
+        seed=42,
+        **hardware_kwargs(profile),
+    )
+    kwargs.update(overrides)
+    return RewardConfig(**kwargs)
+
+
+def run_reward_model(model, tokenizer, train_dataset, config: RewardConfig,
+                     peft_config: LoraConfig | None = None) -> RewardTrainer:
+    """Train a reward model with TRL's RewardTrainer (history CSV per step, resume as ``run_sft``).
+
+    ``model`` is a one-output sequence-classification model (``helpers.preferences.load_reward_model``);
+    ``train_dataset`` has ``prompt``, ``chosen`` and ``rejected`` (conversational or strings).
+    """
+    resume_from = prepare_run_dir(config.output_dir)
+    trainer = RewardTrainer(model=model, args=config, train_dataset=train_dataset, processing_class=tokenizer,
+                            peft_config=peft_config)
+    return train_with_history(trainer, resume_from)
+
+
+def rloo_config(profile: Profile, output_dir: str | Path, **overrides) -> RLOOConfig:
+    """RLOO with GRPO's per-step budget: ``num_generations`` completions for each of ``rl_prompts_per_step``
+    prompts, ``max_completion_length`` tokens, ``rl_learning_rate``, ``rl_temperature``; ``rloo_steps`` steps.
+
+    As in GRPO, ``per_device_train_batch_size`` counts completions. Kept from TRL 1.16: ``beta=0.05``,
+    a KL penalty *subtracted from the reward* (sequence-level), and no advantage normalization.
+    """
+    kwargs = dict(
+        output_dir=str(output_dir),
+        max_steps=profile.rloo_steps,
+        num_generations=profile.num_generations,
+        per_device_train_batch_size=profile.num_generations * profile.rl_prompts_per_step,
+        max_completion_length=profile.max_completion_length,
+        learning_rate=profile.rl_learning_rate,
+        temperature=profile.rl_temperature,
+        lr_scheduler_type="constant",
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=_save_every(profile.rloo_steps),
+        save_total_limit=1,
+        seed=42,
+        use_vllm=profile.name == "gpu" and torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None,
+        vllm_mode="colocate",
+        **hardware_kwargs(profile),
+    )
+    kwargs.update(overrides)
+    return RLOOConfig(**kwargs)
+
+
+def run_rloo(model, tokenizer, train_dataset, reward_funcs: list, config: RLOOConfig,
+             peft_config: LoraConfig | None = None) -> RLOOTrainer:
+    """Train with TRL's RLOOTrainer (history CSV per step, resume as ``run_sft``). ``reward_funcs`` may mix
+    rule-based functions and learned ones (``helpers.preferences.RewardModelReward``)."""
+    resume_from = prepare_run_dir(config.output_dir)
+    trainer = RLOOTrainer(model=model, reward_funcs=reward_funcs, args=config, train_dataset=train_dataset,
+                          processing_class=tokenizer, peft_config=peft_config)
+    return train_with_history(trainer, resume_from)
+
+
+def dpo_config(profile: Profile, output_dir: str | Path, **overrides) -> DPOConfig:
+    """DPO from the profile: ``dpo_batch_size`` pairs per step for ``dpo_steps`` steps at ``dpo_learning_rate``.
+
+    Kept from TRL 1.16: ``beta=0.1`` and ``loss_type=["sigmoid"]`` (the loss of the DPO paper). With a
+    PEFT adapter the reference model is the same network with the adapter switched off.
+    """
+    kwargs = dict(
+        output_dir=str(output_dir),
+        max_steps=profile.dpo_steps,
+        per_device_train_batch_size=profile.dpo_batch_size,
+        per_device_eval_batch_size=profile.eval_batch_size,
+        learning_rate=profile.dpo_learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.1,
+        max_length=profile.max_seq_length,
+        logging_steps=1 if profile.name != "gpu" else 10,
+        save_strategy="steps",
+        save_steps=_save_every(profile.dpo_steps),
+        save_total_limit=1,
+        seed=42,
+        **hardware_kwargs(profile),
+    )
+    kwargs.update(overrides)
+    return DPOConfig(**kwargs)
+
+
+def run_dpo(model, tokenizer, train_dataset, config: DPOConfig, peft_config: LoraConfig | None = None,
+            ref_model=None) -> DPOTrainer:
+    """Train with TRL's DPOTrainer (history CSV per step, resume as ``run_sft``). ``train_dataset`` has
+    ``prompt``, ``chosen`` and ``rejected``; extra columns are ignored."""
+    resume_from = prepare_run_dir(config.output_dir)
+    trainer = DPOTrainer(model=model, ref_model=ref_model, args=config, train_dataset=train_dataset,
+                         processing_class=tokenizer, peft_config=peft_config)
+    return train_with_history(trainer, resume_from)

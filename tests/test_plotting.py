@@ -120,3 +120,17 @@ def test_token_lengths_puts_the_legend_in_a_free_panel():
 def test_token_lengths_needs_something_to_plot():
     with pytest.raises(ValueError, match="no lengths"):
         plot_token_lengths({"math": {"prompt": []}})
+
+
+def test_plot_curves_skips_missing_columns_and_rejects_none():
+    import pandas as pd
+    import pytest
+
+    from helpers.plotting import plot_curves
+
+    history = pd.DataFrame({"step": [1, 2, 3], "reward": [0.1, 0.2, 0.4], "kl": [None, None, None]})
+    fig = plot_curves(history, {"reward": "mean reward", "kl": "KL", "absent": "absent"}, "GRPO")
+    titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titled == ["mean reward"]
+    with pytest.raises(ValueError, match="none of the columns"):
+        plot_curves(history, {"absent": "absent"}, "GRPO")

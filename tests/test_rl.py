@@ -471,3 +471,51 @@ def test_dpo_loss_matches_dpo_trainer(tmp_path, tokenizer):
     assert chosen.mean().item() == pytest.approx(logged["rewards/chosen"][-1], abs=1e-5)
     assert rejected.mean().item() == pytest.approx(logged["rewards/rejected"][-1], abs=1e-5)
     assert (chosen - rejected).mean().item() == pytest.approx(logged["rewards/margins"][-1], abs=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# The from-scratch GRPO step, on the course's tiny model
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_policy():
+    from helpers.models import load_model, load_tokenizer
+
+    return load_model("tiny"), load_tokenizer("tiny")
+
+
+def test_sample_group_masks_everything_but_the_completion(tiny_policy):
+    from helpers.rl import sample_group
+
+    model, tokenizer = tiny_policy
+    torch.manual_seed(0)
+    group = sample_group(model, tokenizer, [{"role": "user", "content": "Say 4"}], group_size=3, max_new_tokens=6)
+    assert group["input_ids"].shape[0] == 3 and len(group["completions"]) == 3
+    prompt_length = group["input_ids"].shape[1] - (group["labels"] != -100).sum(1).max().item()
+    assert (group["labels"][:, :prompt_length] == -100).all()  # the prompt is never trained
+    trained = group["labels"] != -100
+    assert torch.equal(group["labels"][trained], group["input_ids"][trained])
+    assert torch.equal(group["attention_mask"][:, prompt_length:].bool(), trained[:, prompt_length:])
+
+
+def test_grpo_step_updates_only_when_rewards_differ(tiny_policy):
+    from helpers.models import load_model
+    from helpers.rl import grpo_step
+
+    _, tokenizer = tiny_policy
+    model = load_model("tiny")
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    prompt = [{"role": "user", "content": "Count"}]
+    before = [p.detach().clone() for p in model.parameters()]
+    flat = grpo_step(model, tokenizer, optimizer, prompt, lambda texts: [1.0] * len(texts), group_size=4, max_new_tokens=5)
+    assert flat["zero_std_group"] and flat["loss"] == 0.0  # equal rewards: advantage 0, nothing to learn
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+    calls = iter(range(100))
+    varied = grpo_step(model, tokenizer, optimizer, prompt, lambda texts: [float(next(calls) % 2) for _ in texts],
+                       group_size=4, max_new_tokens=5, beta=0.1, ref_model=load_model("tiny"))
+    assert not varied["zero_std_group"] and varied["reward_mean"] == 0.5 and varied["kl"] >= 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    with pytest.raises(ValueError, match="ref_model"):
+        grpo_step(model, tokenizer, optimizer, prompt, lambda texts: [0.0] * len(texts), 2, 3, beta=0.1)

@@ -15,6 +15,8 @@ from helpers.training import (
     ATTENTION_PROJECTIONS,
     COMPLETED_MARKER,
     HISTORY_FILE,
+    grpo_config,
+    run_grpo,
     last_checkpoint,
     lora_config,
     run_sft,
@@ -109,3 +111,32 @@ def test_last_checkpoint_picks_highest_step(tmp_path):
     for step in (5, 40, 9):
         (tmp_path / f"checkpoint-{step}").mkdir()
     assert last_checkpoint(tmp_path).endswith("checkpoint-40")
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_grpo_config_builds_on_every_profile(name, tmp_path):
+    """Drift guard for GRPOConfig: the batch counts completions and must hold whole groups."""
+    profile = PROFILES[name]
+    config = grpo_config(profile, tmp_path, use_cpu=True, bf16=False)
+    assert config.num_generations == profile.num_generations >= 2
+    assert config.per_device_train_batch_size % config.num_generations == 0
+    assert config.per_device_train_batch_size // config.num_generations == profile.rl_prompts_per_step
+    assert config.max_completion_length == profile.max_completion_length and config.max_steps == profile.rl_steps
+    assert config.use_vllm is False  # no GPU here; vLLM is only ever used on the gpu profile with CUDA
+    assert (config.beta, config.loss_type) == (0.0, "dapo")  # the pinned TRL defaults the notebook explains
+
+
+def test_grpo_trains_on_math_rewards_and_logs_the_curves(tokenizer, tmp_path):
+    from helpers.chat import task_prompt
+    from helpers.rewards import format_reward, math_accuracy_reward
+
+    rows = [{"prompt": task_prompt({"prompt": f"What is {a} + 1?"}), "answer": str(a + 1)} for a in range(8)]
+    config = grpo_config(get_profile("tiny"), tmp_path / "grpo", max_steps=2, save_steps=1, beta=0.02,
+                         disable_tqdm=True)
+    trainer = run_grpo(load_model("tiny"), tokenizer, Dataset.from_list(rows), [math_accuracy_reward, format_reward],
+                       config, peft_config=lora_config(r=4, alpha=8))
+    assert trainer.state.global_step == 2
+    history = pd.read_csv(tmp_path / "grpo" / HISTORY_FILE)
+    for column in ("reward", "rewards/math_accuracy_reward/mean", "completions/mean_length", "kl", "frac_reward_zero_std"):
+        assert column in history and history[column].notna().sum() == 2, column
+    assert (tmp_path / "grpo" / COMPLETED_MARKER).exists()

@@ -6,6 +6,8 @@ end-of-turn token. Scores come from ``helpers.rewards``, the same functions the 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -59,14 +61,21 @@ def generate(model, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]
 
 
 def score_completion(completion: str, row: dict) -> dict:
-    """Format, correctness and length of one completion for a math or Countdown row."""
+    """Format, correctness, reasoning quality and length of one completion.
+
+    Correct means: the exact Countdown check for ``nums``/``target`` rows, every constraint met for
+    instruction rows (``constraints``), math-verify against ``answer`` otherwise.
+    """
     if "nums" in row and "target" in row:
         correct = rewards.countdown_reward(completion, row["target"], row["nums"]) == 1.0
+    elif "constraints" in row:
+        correct = rewards.check_instruction_constraints(completion, row["constraints"]) == 1.0
     else:
         correct = rewards.math_accuracy_reward([completion], answer=[row["answer"]])[0] == 1.0
     return {
         "format_ok": rewards.has_valid_format(completion),
         "correct": bool(correct),
+        "reasoning_quality": rewards.reasoning_steps_reward([completion])[0],
         "length_chars": len(completion),
     }
 
@@ -93,6 +102,20 @@ def summarize(scored: pd.DataFrame) -> dict:
     }
 
 
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k estimator (Chen et al., 2021): with ``n`` samples of which ``c`` are correct,
+    the probability that at least one of ``k`` samples drawn without replacement is correct,
+    ``1 - C(n - c, k) / C(n, k)``, computed as a product so large ``n`` does not overflow."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    miss_all = 1.0
+    for i in range(n - c + 1, n + 1):
+        miss_all *= 1.0 - k / i
+    return 1.0 - miss_all
+
+
 def evaluate_model(model, tokenizer: PreTrainedTokenizerBase, rows: list[dict], max_new_tokens: int,
                    batch_size: int = 16, system_prompt: str | None = None) -> tuple[dict, pd.DataFrame]:
     """Greedy completions for ``rows`` (math or Countdown), scored: returns the summary and the per-row table."""
@@ -102,3 +125,246 @@ def evaluate_model(model, tokenizer: PreTrainedTokenizerBase, rows: list[dict], 
     completions = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
     scored = score_generations(completions, rows)
     return summarize(scored), scored
+
+
+def evaluate(name, rows: list[dict], task: str, profile, label: str | None = None, n_samples: int = 0,
+             k_values: tuple[int, ...] = (1,), temperature: float = 0.8, max_new_tokens: int | None = None) -> dict:
+    """Evaluate checkpoint ``name`` (profile name, folder or Hub id) on ``rows`` of ``task``: one metrics row.
+
+    Greedy decoding gives accuracy, format rate, reasoning quality and length; ``n_samples`` sampled
+    completions per prompt give pass@k for each ``k`` in ``k_values`` (k <= n_samples). Every completion
+    is saved with its scores to ``data/processed/<profile>/eval_<label>_<task>.jsonl`` (overwritten).
+    A missing checkpoint gives a row with ``status="missing"`` and no metrics, never zeros.
+    """
+    from helpers.chat import task_prompt
+    from helpers.models import CheckpointNotFoundError, load_model, load_tokenizer, resolve_model_name
+
+    label = label or Path(str(name)).name
+    try:
+        resolve_model_name(name)
+    except CheckpointNotFoundError:
+        return {"model": label, "task": task, "status": "missing"}
+    model, tokenizer = load_model(name), load_tokenizer(name)
+    max_new_tokens = max_new_tokens or profile.max_new_tokens
+    summary, scored = evaluate_model(model, tokenizer, rows, max_new_tokens, profile.eval_batch_size)
+    scored["decoding"] = "greedy"
+    row = {"model": label, "task": task, "status": "ok", **summary,
+           "reasoning_quality": float(scored["reasoning_quality"].mean())}
+    if n_samples:
+        prompts = [task_prompt(r) for r in rows]
+        samples = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=profile.eval_batch_size,
+                           do_sample=True, temperature=temperature, num_return_sequences=n_samples)
+        sampled = score_generations(samples, rows).assign(decoding=f"sampled T={temperature}")
+        correct_per_prompt = sampled.groupby("prompt_index")["correct"].sum()
+        for k in k_values:
+            row[f"pass@{k}"] = float(correct_per_prompt.map(lambda c: pass_at_k(n_samples, int(c), k)).mean())
+        scored = pd.concat([scored, sampled], ignore_index=True)
+    out_dir = profile.data_dir("processed")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scored.to_json(out_dir / f"eval_{label}_{task}.jsonl", orient="records", lines=True)
+    return row
+
+
+def leaderboard(results: list[dict]) -> pd.DataFrame:
+    """One row per (model, task); missing checkpoints stay visible as ``missing`` with empty metrics."""
+    table = pd.DataFrame(results)
+    return table.set_index(["model", "task"])
+
+
+# ---------------------------------------------------------------------------------------------
+# pass@k curves, the leaderboard as CSV and Markdown
+# ---------------------------------------------------------------------------------------------
+
+
+def pass_at_k_curve(model, tokenizer: PreTrainedTokenizerBase, rows: list[dict], n_samples: int,
+                    k_values: tuple[int, ...], max_new_tokens: int, temperature: float = 0.8,
+                    batch_size: int = 16, progress: bool = True) -> tuple[dict, pd.DataFrame]:
+    """``{k: pass@k}`` from ``n_samples`` sampled completions per row (the unbiased estimator, averaged
+    over prompts), and the scored samples. ``batch_size`` counts prompts (each brings ``n_samples``)."""
+    from helpers.chat import task_prompt
+
+    if any(not 1 <= k <= n_samples for k in k_values):
+        raise ValueError(f"every k must be between 1 and n_samples={n_samples}, got {k_values}")
+    prompts = [task_prompt(row) for row in rows]
+    samples = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                       do_sample=True, temperature=temperature, num_return_sequences=n_samples, progress=progress)
+    scored = score_generations(samples, rows)
+    correct = scored.groupby("prompt_index")["correct"].sum()
+    curve = {k: float(correct.map(lambda c: pass_at_k(n_samples, int(c), k)).mean()) for k in k_values}
+    return curve, scored
+
+
+def leaderboard_wide(results: list[dict], metrics: tuple[str, ...] = ("accuracy", "format_rate")) -> pd.DataFrame:
+    """One row per model (in the order first seen) with ``status`` and a ``<task> <metric>`` column per task
+    and metric. ``status`` is ``ok`` (evaluated on every task), ``missing`` (on none: no checkpoint) or
+    ``partial``; metrics that were not measured stay empty (NaN), never zero."""
+    table = pd.DataFrame(results)
+    models = list(dict.fromkeys(table["model"]))
+    tasks = list(dict.fromkeys(table["task"]))
+    wide = pd.DataFrame(index=pd.Index(models, name="model"))
+    ok_tasks = table[table["status"] == "ok"].groupby("model")["task"].nunique().reindex(models).fillna(0)
+    wide["status"] = ["ok" if n == len(tasks) else ("missing" if n == 0 else "partial") for n in ok_tasks]
+    for task in tasks:
+        part = table[table["task"] == task].set_index("model")
+        for metric in metrics:
+            values = part[metric] if metric in part else pd.Series(dtype=float)
+            wide[f"{task} {metric}"] = pd.to_numeric(values.reindex(models), errors="coerce")
+    return wide
+
+
+def markdown_table(table: pd.DataFrame, float_format: str = "{:.3f}", missing: str = "–", index: bool = True) -> str:
+    """A GitHub Markdown table (pandas' ``to_markdown`` needs ``tabulate``, which the course does not install).
+
+    Floats use ``float_format``, empty cells (NaN/None) show ``missing``, ``|`` in text is escaped."""
+    def cell(value) -> str:
+        if value is None or (isinstance(value, float) and pd.isna(value)):
+            return missing
+        if isinstance(value, float):
+            return float_format.format(value)
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    names = ([table.index.name or ""] if index else []) + [str(c) for c in table.columns]
+    lines = ["| " + " | ".join(cell(n) for n in names) + " |",
+             "|" + "|".join(["---"] * (len(names) - len(table.columns)) +
+                            ["---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns]) + "|"]
+    for label, row in table.iterrows():
+        cells = ([cell(label)] if index else []) + [cell(v) for v in row.tolist()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def save_leaderboard(table: pd.DataFrame, profile, name: str = "leaderboard") -> tuple[Path, Path]:
+    """Write ``table`` to ``data/processed/<profile>/<name>.csv`` and ``.md`` (overwriting); return both paths."""
+    out_dir = profile.data_dir("processed")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out_dir / f"{name}.csv", out_dir / f"{name}.md"
+    table.to_csv(csv_path)
+    md_path.write_text(markdown_table(table), encoding="utf-8")
+    return csv_path, md_path
+
+
+# ---------------------------------------------------------------------------------------------
+# Error analysis: format, arithmetic or reasoning
+# ---------------------------------------------------------------------------------------------
+
+import re as _re  # noqa: E402  (kept with the error-analysis code that uses it)
+
+FAILURE_TYPES = ("correct", "format", "arithmetic", "reasoning")
+_MAX_CHECKED_CHARS = 5_000  # reasoning text looked at per completion
+_MAX_CHECKED_EQUATIONS = 200
+_EXPRESSION_CHARS = set("0123456789+-*/(). ")
+_THOUSANDS_SEP_RE = _re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_DECIMAL_RE = _re.compile(r"(\d+)\.(\d+)")
+
+
+def _exact(expression: str):
+    """The exact value of an arithmetic expression (decimals allowed), or None; via ``rewards.evaluate_equation``."""
+    expression = expression.strip()
+    if not expression or expression[-1] == ".":
+        return None
+    integral = _DECIMAL_RE.sub(lambda m: f"({m.group(1)}{m.group(2)}/1{'0' * len(m.group(2))})", expression)
+    return rewards.evaluate_equation(integral)
+
+
+def _operands(expression: str) -> int:
+    return len(rewards.equation_numbers(_DECIMAL_RE.sub(r"\1", expression)))
+
+
+def reasoning_text(completion: str) -> str:
+    """The reasoning of a completion: inside ``<think>`` (up to ``</think>`` or ``<answer>``), else the text
+    before the last ``<answer>``, else all of it."""
+    start = completion.find("<think>")
+    if start >= 0:
+        rest = completion[start + len("<think>"):]
+        ends = [i for i in (rest.find("</think>"), rest.find("<answer>")) if i >= 0]
+        return rest[: min(ends)] if ends else rest
+    answer = completion.rfind("<answer>")
+    return completion[:answer] if answer >= 0 else completion
+
+
+def arithmetic_checks(text: str) -> list[dict]:
+    """Every ``expression = number`` in ``text`` with at least two numbers on the left, checked exactly:
+    ``[{"equation", "claimed", "actual", "ok"}, ...]``.
+
+    The left side is the longest arithmetic run (digits, ``+ - * /``, parentheses, decimals) that parses,
+    the right side the longest that parses; a claimed decimal is allowed its own rounding (``10/3=3.33``
+    is fine). Thousands separators are dropped first. Nothing is ever ``eval``-ed: values come from
+    ``helpers.rewards.evaluate_equation``.
+    """
+    from fractions import Fraction
+
+    text = _THOUSANDS_SEP_RE.sub("", str(text)[:_MAX_CHECKED_CHARS])
+    for old, new in (("×", "*"), ("÷", "/"), ("−", "-"), ("\\times", "*"), ("\\cdot", "*"), ("\\div", "/")):
+        text = text.replace(old, new)
+    checks: list[dict] = []
+    for position, char in enumerate(text):
+        if char != "=" or len(checks) >= _MAX_CHECKED_EQUATIONS:
+            continue
+        if (position and text[position - 1] in "<>!=") or text[position + 1: position + 2] == "=":
+            continue
+        begin = position
+        while begin > 0 and text[begin - 1] in _EXPRESSION_CHARS:
+            begin -= 1
+        end = position + 1
+        while end < len(text) and text[end] in _EXPRESSION_CHARS:
+            end += 1
+        left_run, right_run = text[begin:position], text[position + 1:end]
+        left = next((left_run[i:] for i in range(len(left_run))
+                     if left_run[i] in "0123456789(-" and (i == 0 or not left_run[i - 1].isdigit())
+                     and _exact(left_run[i:]) is not None and _operands(left_run[i:]) >= 2), None)
+        if left is None:
+            continue
+        right = next((right_run[:j] for j in range(len(right_run), 0, -1)
+                      if right_run[j - 1] in "0123456789)" and _exact(right_run[:j]) is not None), None)
+        if right is None:
+            continue
+        actual, claimed = _exact(left), _exact(right)
+        decimals = max((len(m.group(2)) for m in _DECIMAL_RE.finditer(right)), default=None)
+        tolerance = Fraction(1, 2 * 10**decimals) if decimals is not None and "/" not in right and _operands(right) == 1 else 0
+        checks.append({"equation": f"{left.strip()}={right.strip()}", "claimed": float(claimed), "actual": float(actual),
+                       "ok": abs(actual - claimed) <= tolerance})
+    return checks
+
+
+def _has_parsable_answer(completion: str, row: dict) -> bool:
+    if "nums" in row and "target" in row:
+        return rewards.countdown_reward(completion, row["target"], row["nums"]) > 0.0
+    end = completion.rfind("</answer>")
+    start = completion.rfind("<answer>", 0, end) if end >= 0 else -1
+    return start >= 0 and any(c.isdigit() for c in completion[start + len("<answer>"):end])
+
+
+def classify_failure(completion: str, row: dict, correct: bool | None = None) -> str:
+    """One of ``FAILURE_TYPES`` for a math or Countdown completion:
+
+    - ``correct``: the answer is right (``correct`` if given, else scored with ``score_completion``);
+    - ``format``: no parsable answer: no ``<answer>`` block with a number in it (math), no well-formed
+      equation in ``<answer>`` (Countdown); truncated completions land here too;
+    - ``arithmetic``: an answer, but an equation inside the reasoning (``<think>``) is wrong, e.g. ``7*8=54``;
+    - ``reasoning``: an answer, arithmetic that checks out, and still wrong: the plan was wrong.
+    """
+    completion = rewards.completion_text(completion)
+    if correct is None:
+        correct = score_completion(completion, row)["correct"]
+    if correct:
+        return "correct"
+    if not _has_parsable_answer(completion, row):
+        return "format"
+    if any(not check["ok"] for check in arithmetic_checks(reasoning_text(completion))):
+        return "arithmetic"
+    return "reasoning"
+
+
+def label_failures(scored: pd.DataFrame, rows: list[dict]) -> pd.Series:
+    """``classify_failure`` for every completion of a scored table (``prompt_index`` points into ``rows``)."""
+    return pd.Series([classify_failure(text, rows[int(i)], bool(ok)) for text, i, ok in
+                      zip(scored["completion"], scored["prompt_index"], scored["correct"])],
+                     index=scored.index, name="failure", dtype=object)
+
+
+def failure_table(scored_by_model: dict[str, pd.DataFrame], rows: list[dict], share: bool = True) -> pd.DataFrame:
+    """One row per model, one column per ``FAILURE_TYPES`` entry: the share (or count) of its completions."""
+    counts = {model: label_failures(scored, rows).value_counts() for model, scored in scored_by_model.items()}
+    table = pd.DataFrame(counts).T.reindex(columns=list(FAILURE_TYPES)).fillna(0).astype(int)
+    table.index.name = "model"
+    return table.div(table.sum(axis=1).where(lambda s: s > 0), axis=0) if share else table

@@ -1,0 +1,80 @@
+"""Generation and scoring: pass@k against a direct computation, scoring per task, missing checkpoints."""
+
+import itertools
+import json
+from math import comb
+
+import pytest
+
+from helpers.config import get_profile
+from helpers.evaluation import evaluate, generate, leaderboard, pass_at_k, score_completion, score_generations, summarize
+from helpers.models import load_model, load_tokenizer
+
+
+def pass_at_k_by_enumeration(n, c, k):
+    """Directly: the share of all k-subsets of the n samples that contain a correct one."""
+    samples = [True] * c + [False] * (n - c)
+    subsets = list(itertools.combinations(range(n), k))
+    return sum(any(samples[i] for i in subset) for subset in subsets) / len(subsets)
+
+
+@pytest.mark.parametrize("n, c, k", [(1, 0, 1), (1, 1, 1), (5, 2, 1), (5, 2, 3), (6, 1, 6), (8, 3, 4), (10, 0, 5), (7, 7, 2)])
+def test_pass_at_k_matches_enumeration(n, c, k):
+    assert pass_at_k(n, c, k) == pytest.approx(pass_at_k_by_enumeration(n, c, k))
+    assert pass_at_k(n, c, k) == pytest.approx(1 - comb(n - c, k) / comb(n, k))
+
+
+def test_pass_at_1_is_the_share_correct_and_large_n_is_stable():
+    assert pass_at_k(20, 5, 1) == pytest.approx(0.25)
+    assert 0.0 < pass_at_k(2000, 1, 10) < 0.01 and pass_at_k(2000, 1990, 10) == 1.0
+    with pytest.raises(ValueError):
+        pass_at_k(3, 4, 1)
+    with pytest.raises(ValueError):
+        pass_at_k(3, 1, 4)
+
+
+def test_scoring_per_task():
+    good = "<think>\nStep 1: 3*5=15.\nStep 2: 15+7=22.\n</think>\n<answer>3*5+7</answer>"
+    assert score_completion(good, {"nums": [3, 5, 7], "target": 22})["correct"]
+    assert not score_completion(good.replace("3*5+7", "3*5"), {"nums": [3, 5, 7], "target": 22})["correct"]
+    math = score_completion("<think>2+2=4</think>\n<answer>4</answer>", {"prompt": "2+2?", "answer": "4"})
+    assert math["correct"] and math["format_ok"]
+    rule = {"prompt": "Describe tea.", "constraints": {"lowercase": True}}
+    assert score_completion("green tea is calm.", rule)["correct"]
+    assert not score_completion("Green tea is calm.", rule)["correct"]
+
+
+def test_score_generations_groups_samples_by_prompt():
+    rows = [{"prompt": "1+1?", "answer": "2"}, {"prompt": "2+2?", "answer": "4"}]
+    completions = ["<answer>2</answer>", "<answer>3</answer>", "<answer>5</answer>", "<answer>4</answer>"]
+    scored = score_generations(completions, rows)
+    assert scored["prompt_index"].tolist() == [0, 0, 1, 1]
+    assert scored["correct"].tolist() == [True, False, False, True]
+    assert summarize(scored)["accuracy"] == 0.5 and summarize(scored)["prompts"] == 2
+    with pytest.raises(ValueError, match="divide evenly"):
+        score_generations(completions[:3], rows)
+
+
+def test_generate_stops_at_end_of_turn_and_returns_one_text_per_sample():
+    model, tokenizer = load_model("tiny"), load_tokenizer("tiny")
+    prompts = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "a much longer prompt here"}]]
+    greedy = generate(model, tokenizer, prompts, max_new_tokens=4, batch_size=2, progress=False)
+    assert len(greedy) == 2 and tokenizer.padding_side == "right"  # restored after left-padded generation
+    sampled = generate(model, tokenizer, prompts, max_new_tokens=4, do_sample=True, num_return_sequences=3, progress=False)
+    assert len(sampled) == 6
+    assert all("<|im_end|>" not in text for text in greedy + sampled)
+
+
+def test_evaluate_saves_completions_and_reports_missing_checkpoints(tmp_path):
+    profile = get_profile("tiny")
+    rows = [{"prompt": "1+1?", "answer": "2"}, {"prompt": "2+3?", "answer": "5"}]
+    row = evaluate("tiny", rows, "math", profile, label="initial", n_samples=2, k_values=(1, 2), max_new_tokens=3)
+    assert row["status"] == "ok" and row["prompts"] == 2
+    assert 0.0 <= row["pass@1"] <= row["pass@2"] <= 1.0
+    saved = (profile.data_dir("processed") / "eval_initial_math.jsonl").read_text().splitlines()
+    assert len(saved) == 2 + 2 * 2 and {"completion", "correct", "decoding"} <= set(json.loads(saved[0]))
+    missing = evaluate(tmp_path / "no-such-model", rows, "math", profile, label="dpo")
+    assert missing == {"model": "dpo", "task": "math", "status": "missing"}
+    board = leaderboard([row, missing])
+    assert board.loc[("dpo", "math"), "status"] == "missing"
+    assert board.loc[("dpo", "math"), ["accuracy", "format_rate"]].isna().all()  # missing, not zero

@@ -50,6 +50,36 @@ def hardware_kwargs(profile: Profile) -> dict:
     }
 
 
+def run_kwargs(profile: Profile, output_dir: str | Path, save_steps: int) -> dict:
+    """What every training run shares: where it writes, how often it logs and saves (keeping only the
+    newest checkpoint, to resume from), the seed, and the hardware settings."""
+    return dict(
+        output_dir=str(output_dir),
+        logging_steps=1 if profile.name != "gpu" else 10,
+        save_strategy="steps",
+        save_steps=max(1, save_steps),
+        save_total_limit=1,
+        seed=42,
+        **hardware_kwargs(profile),
+    )
+
+
+def rl_generation_kwargs(profile: Profile) -> dict:
+    """GRPO's and RLOO's shared budget: ``num_generations`` completions for each of ``rl_prompts_per_step``
+    prompts (TRL's ``per_device_train_batch_size`` counts completions), sampling and learning rate."""
+    return dict(
+        num_generations=profile.num_generations,
+        per_device_train_batch_size=profile.num_generations * profile.rl_prompts_per_step,
+        max_completion_length=profile.max_completion_length,
+        learning_rate=profile.rl_learning_rate,
+        temperature=profile.rl_temperature,
+        lr_scheduler_type="constant",
+        # vLLM generates much faster on a GPU; it is optional (not in the required install path).
+        use_vllm=profile.name == "gpu" and torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None,
+        vllm_mode="colocate",
+    )
+
+
 def sft_config(profile: Profile, output_dir: str | Path, full_finetune: bool = False, **overrides) -> SFTConfig:
     """SFT on prompt-completion conversations: the loss covers only the completion (the assistant turn).
 
@@ -57,7 +87,6 @@ def sft_config(profile: Profile, output_dir: str | Path, full_finetune: bool = F
     """
     learning_rate = profile.sft_learning_rate / (10 if full_finetune else 1)
     kwargs = dict(
-        output_dir=str(output_dir),
         num_train_epochs=profile.sft_epochs,
         per_device_train_batch_size=profile.sft_batch_size,
         gradient_accumulation_steps=profile.sft_grad_accum,
@@ -67,12 +96,7 @@ def sft_config(profile: Profile, output_dir: str | Path, full_finetune: bool = F
         max_length=profile.max_seq_length,
         completion_only_loss=True,
         packing=False,
-        logging_steps=1 if profile.name != "gpu" else 10,
-        save_strategy="steps",
-        save_steps=max(1, profile.extras.get("sft_save_steps", 20)),
-        save_total_limit=1,  # keep the newest checkpoint to resume from, not every one
-        seed=42,
-        **hardware_kwargs(profile),
+        **run_kwargs(profile, output_dir, save_steps=20),
     )
     kwargs.update(overrides)
     return SFTConfig(**kwargs)
@@ -144,25 +168,8 @@ def grpo_config(profile: Profile, output_dir: str | Path, **overrides) -> GRPOCo
     TRL's ``per_device_train_batch_size`` counts completions, so it is prompts x generations.
     Defaults kept from TRL 1.16: ``beta=0`` (no reference model), ``loss_type="dapo"``, ``scale_rewards="group"``.
     """
-    kwargs = dict(
-        output_dir=str(output_dir),
-        max_steps=profile.rl_steps,
-        num_generations=profile.num_generations,
-        per_device_train_batch_size=profile.num_generations * profile.rl_prompts_per_step,
-        max_completion_length=profile.max_completion_length,
-        learning_rate=profile.rl_learning_rate,
-        temperature=profile.rl_temperature,
-        lr_scheduler_type="constant",
-        logging_steps=1,
-        save_strategy="steps",
-        save_steps=max(1, profile.rl_steps // 4),
-        save_total_limit=1,
-        seed=42,
-        # vLLM generates much faster on a GPU; it is optional (not in the required install path).
-        use_vllm=profile.name == "gpu" and torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None,
-        vllm_mode="colocate",
-        **hardware_kwargs(profile),
-    )
+    kwargs = dict(max_steps=profile.rl_steps, **rl_generation_kwargs(profile),
+                  **run_kwargs(profile, output_dir, save_steps=profile.rl_steps // 4))
     kwargs.update(overrides)
     return GRPOConfig(**kwargs)
 
@@ -212,10 +219,6 @@ def reward_model_lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05
                       task_type="SEQ_CLS", modules_to_save=["score"])
 
 
-def _save_every(steps: int) -> int:
-    return max(1, steps // 4)
-
-
 def reward_config(profile: Profile, output_dir: str | Path, **overrides) -> RewardConfig:
     """TRL's RewardTrainer from the profile: Bradley-Terry loss on (chosen, rejected) pairs.
 
@@ -223,7 +226,6 @@ def reward_config(profile: Profile, output_dir: str | Path, **overrides) -> Rewa
     ``max_seq_length`` are dropped by TRL, not truncated.
     """
     kwargs = dict(
-        output_dir=str(output_dir),
         max_steps=profile.reward_model_steps,
         per_device_train_batch_size=profile.reward_model_batch_size,
         per_device_eval_batch_size=profile.eval_batch_size,
@@ -231,12 +233,7 @@ def reward_config(profile: Profile, output_dir: str | Path, **overrides) -> Rewa
         lr_scheduler_type="cosine",
         warmup_steps=0.1,
         max_length=profile.max_seq_length,
-        logging_steps=1 if profile.name != "gpu" else 10,
-        save_strategy="steps",
-        save_steps=_save_every(profile.reward_model_steps),
-        save_total_limit=1,
-        seed=42,
-        **hardware_kwargs(profile),
+        **run_kwargs(profile, output_dir, save_steps=profile.reward_model_steps // 4),
     )
     kwargs.update(overrides)
     return RewardConfig(**kwargs)
@@ -262,24 +259,8 @@ def rloo_config(profile: Profile, output_dir: str | Path, **overrides) -> RLOOCo
     As in GRPO, ``per_device_train_batch_size`` counts completions. Kept from TRL 1.16: ``beta=0.05``,
     a KL penalty *subtracted from the reward* (sequence-level), and no advantage normalization.
     """
-    kwargs = dict(
-        output_dir=str(output_dir),
-        max_steps=profile.rloo_steps,
-        num_generations=profile.num_generations,
-        per_device_train_batch_size=profile.num_generations * profile.rl_prompts_per_step,
-        max_completion_length=profile.max_completion_length,
-        learning_rate=profile.rl_learning_rate,
-        temperature=profile.rl_temperature,
-        lr_scheduler_type="constant",
-        logging_steps=1,
-        save_strategy="steps",
-        save_steps=_save_every(profile.rloo_steps),
-        save_total_limit=1,
-        seed=42,
-        use_vllm=profile.name == "gpu" and torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None,
-        vllm_mode="colocate",
-        **hardware_kwargs(profile),
-    )
+    kwargs = dict(max_steps=profile.rloo_steps, **rl_generation_kwargs(profile),
+                  **run_kwargs(profile, output_dir, save_steps=profile.rloo_steps // 4))
     kwargs.update(overrides)
     return RLOOConfig(**kwargs)
 
@@ -301,7 +282,6 @@ def dpo_config(profile: Profile, output_dir: str | Path, **overrides) -> DPOConf
     PEFT adapter the reference model is the same network with the adapter switched off.
     """
     kwargs = dict(
-        output_dir=str(output_dir),
         max_steps=profile.dpo_steps,
         per_device_train_batch_size=profile.dpo_batch_size,
         per_device_eval_batch_size=profile.eval_batch_size,
@@ -309,12 +289,7 @@ def dpo_config(profile: Profile, output_dir: str | Path, **overrides) -> DPOConf
         lr_scheduler_type="cosine",
         warmup_steps=0.1,
         max_length=profile.max_seq_length,
-        logging_steps=1 if profile.name != "gpu" else 10,
-        save_strategy="steps",
-        save_steps=_save_every(profile.dpo_steps),
-        save_total_limit=1,
-        seed=42,
-        **hardware_kwargs(profile),
+        **run_kwargs(profile, output_dir, save_steps=profile.dpo_steps // 4),
     )
     kwargs.update(overrides)
     return DPOConfig(**kwargs)

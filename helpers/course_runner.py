@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, DeadKernelError
 
 from helpers.config import REPO_ROOT, get_profile
 
@@ -64,7 +64,7 @@ def run_course(notebooks: list[Path], profile_name: str | None = None) -> pd.Dat
         start = time.perf_counter()
         try:
             execute_notebook(path)
-        except CellExecutionError as err:
+        except (CellExecutionError, DeadKernelError) as err:  # a failing cell, or a kernel killed (out of memory)
             seconds = time.perf_counter() - start
             first_line = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
             runs.append(NotebookRun(path.name, "failed", seconds, first_line))

@@ -6,6 +6,7 @@ end-of-turn token. Scores come from ``helpers.rewards``, the same functions the 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -247,14 +248,13 @@ def save_leaderboard(table: pd.DataFrame, profile, name: str = "leaderboard") ->
 # Error analysis: format, arithmetic or reasoning
 # ---------------------------------------------------------------------------------------------
 
-import re as _re  # noqa: E402  (kept with the error-analysis code that uses it)
 
 FAILURE_TYPES = ("correct", "format", "arithmetic", "reasoning")
 _MAX_CHECKED_CHARS = 5_000  # reasoning text looked at per completion
 _MAX_CHECKED_EQUATIONS = 200
 _EXPRESSION_CHARS = set("0123456789+-*/(). ")
-_THOUSANDS_SEP_RE = _re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-_DECIMAL_RE = _re.compile(r"(\d+)\.(\d+)")
+_THOUSANDS_SEP_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_DECIMAL_RE = re.compile(r"(\d+)\.(\d+)")
 
 
 def _exact(expression: str):

@@ -63,6 +63,12 @@ VALIDATION_FRACTION = 0.1
 MAX_NUMBER = 99  # Countdown numbers are drawn from 1..MAX_NUMBER
 MAX_TARGET = 100  # and targets are positive integers up to MAX_TARGET
 THINK_CHAR_BUDGET = 220  # keeps traces under ~180 SmolLM2 tokens (about one token per character of arithmetic)
+# Share of Countdown warm-start traces that run out of tries and commit to their last attempt. Without them
+# every trace ends in a found solution, so a small model whose arithmetic misses keeps trying until the
+# token budget ends and never answers (measured on cpu: 40% of Countdown completions); with them it learns
+# to stop after a few tries and answer, which RL can then reward or not.
+GIVE_UP_SHARE = 0.25
+GIVE_UP_TRIES = 3
 
 TOPICS_FILE = DATA_DIR / "raw" / "instruction_topics.json"
 
@@ -332,25 +338,31 @@ def make_countdown(n: int, seed: int = 0, n_numbers: tuple[int, ...] = (3, 4)) -
     return rows
 
 
-def _failed_try(nums: list[int], target: int, rng: random.Random) -> str | None:
+def _failed_try(nums: list[int], target: int, rng: random.Random) -> tuple[str, str] | None:
     """One plausible wrong attempt: combine the numbers left to right in a random order; it gives up
-    early when the running value is far too big. None if the attempt happens to reach the target."""
+    early when the running value is far too big. Returns the trace line and the attempt as an
+    expression, or None if the attempt happens to reach the target."""
     order = rng.sample(nums, len(nums))
-    value, steps = order[0], []
+    value, steps, expression = order[0], [], str(order[0])
     for position, x in enumerate(order[1:], start=2):
         options = [("+", value + x, 2), ("*", value * x, 1)] + ([("-", value - x, 2)] if value > x else [])
         options += [("/", value // x, 1)] if x > 1 and value % x == 0 else []
         op, new, _ = rng.choices(options, weights=[w for *_, w in options])[0]
         steps.append(f"{value}{op}{x}={new}")
+        expression = f"({expression}){op}{x}" if position > 2 else f"{expression}{op}{x}"
         value = new
         if value > 10 * MAX_TARGET and position < len(order):
-            return f"Try {', '.join(steps)}, too big. Back up."
-    return None if value == target else f"Try {', '.join(steps)}, not {target}. Back up."
+            return f"Try {', '.join(steps)}, too big. Back up.", expression
+    return None if value == target else (f"Try {', '.join(steps)}, not {target}. Back up.", expression)
 
 
-def countdown_trace(nums: list[int], target: int) -> str:
-    """The assistant turn of a warm-start example: one or two failed tries, a back-up, then the
-    solver's equation worked out step by step and verified, in ``<think>``/``<answer>`` form.
+def countdown_trace(nums: list[int], target: int, give_up_share: float = GIVE_UP_SHARE) -> str:
+    """The assistant turn of a warm-start example in ``<think>``/``<answer>`` form.
+
+    Most traces make one or two failed tries, back up, then work out the solver's equation step by step
+    and verify it. A ``give_up_share`` of problems (chosen by a hash of the problem) instead makes
+    ``GIVE_UP_TRIES`` failed tries and commits to the last one: the trace a budgeted search ends with
+    when it finds nothing, and the reason a trained model stops trying and answers.
 
     The ``<think>`` block stays within ``THINK_CHAR_BUDGET`` characters (failed tries are dropped
     first), so a 135M model generating ~200 tokens can learn to reach the ``<answer>`` tag.
@@ -361,14 +373,26 @@ def countdown_trace(nums: list[int], target: int) -> str:
         raise ValueError(f"Countdown problem {list(nums)} -> {target} has no solution")
     equation = _render(solution)[0]
     rng = random.Random(f"countdown-trace:{sorted(nums)}:{target}")
-    tries: list[str] = []
-    for _ in range(rng.choice((1, 2))):
+    give_up = rng.random() < give_up_share
+    tries: dict[str, str] = {}
+    for _ in range(20 if give_up else rng.choice((1, 2))):
         attempt = _failed_try(list(nums), target, rng)
-        if attempt and attempt not in tries:
-            tries.append(attempt)
+        if attempt:
+            tries.setdefault(*attempt)
+        if give_up and len(tries) == GIVE_UP_TRIES:
+            break
+    if give_up and tries:
+        lines = list(tries)
+        while len(lines) > 1:
+            last = tries[lines[-1]]
+            final = f"Out of tries, no {target} yet. Best guess: {last}."
+            if len(think := "\n".join(lines + [final])) <= THINK_CHAR_BUDGET:
+                return f"<think>\n{think}\n</think>\n<answer>{last}</answer>"
+            lines.pop(0)
+    lines = list(tries)[:2]
     final = f"Try {', '.join(_steps(solution))}. Check: {equation} = {target}, each number used once. Correct."
-    while len(think := "\n".join(tries + [final])) > THINK_CHAR_BUDGET and tries:
-        tries.pop()
+    while len(think := "\n".join(lines + [final])) > THINK_CHAR_BUDGET and lines:
+        lines.pop()
     return f"<think>\n{think}\n</think>\n<answer>{equation}</answer>"
 
 

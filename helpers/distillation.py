@@ -132,7 +132,7 @@ def reference_trace(row: dict) -> str:
     from helpers.data import countdown_trace
 
     if "nums" in row and "target" in row:
-        return countdown_trace(list(row["nums"]), int(row["target"]))
+        return countdown_trace(list(row["nums"]), int(row["target"]), give_up_share=0.0)
     lines = [line for line in str(row.get("solution", "")).strip().splitlines()
              if not line.strip().lower().startswith("the answer is")]
     think = "\n".join(lines).strip() or f"The answer is {row['answer']}."

@@ -116,22 +116,39 @@ def test_make_countdown_is_seeded_distinct_and_always_solvable():
 # ---------------------------------------------------------------- warm-start traces
 
 
-def test_countdown_traces_search_and_end_in_a_verified_equation():
-    rows = data.make_countdown(150, seed=11)
-    backtracks = 0
+def test_countdown_traces_search_and_end_in_a_verified_equation_or_a_committed_guess():
+    rows = data.make_countdown(300, seed=11)
+    backtracks = gave_up = 0
     for row in rows:
         trace = data.countdown_trace(row["nums"], row["target"])
         match = THINK_TAG.match(trace)
         assert match, trace
-        think, equation = match.groups()
+        think, answer = match.groups()
         assert len(think) <= data.THINK_CHAR_BUDGET
-        assert equation == data.solve_countdown(row["nums"], row["target"])
-        assert evaluate_equation(equation) == row["target"] and _uses_each_number_once(equation, row["nums"])
-        assert countdown_reward(trace, row["target"], row["nums"]) == 1.0
-        assert f"Check: {equation} = {row['target']}" in think
-        backtracks += "Back up." in think
         assert trace == data.countdown_trace(row["nums"], row["target"])  # deterministic
+        backtracks += "Back up." in think
+        if "Out of tries" in think:
+            # a budgeted search that found nothing: failed tries, then the last one is the answer
+            gave_up += 1
+            tries = think.splitlines()[:-1]
+            assert 2 <= len(tries) <= data.GIVE_UP_TRIES and all(t.endswith("Back up.") for t in tries)
+            assert think.splitlines()[-1] == f"Out of tries, no {row['target']} yet. Best guess: {answer}."
+            assert evaluate_equation(answer) != row["target"]
+            assert countdown_reward(trace, row["target"], row["nums"]) < 1.0
+            continue
+        assert answer == data.solve_countdown(row["nums"], row["target"])
+        assert evaluate_equation(answer) == row["target"] and _uses_each_number_once(answer, row["nums"])
+        assert countdown_reward(trace, row["target"], row["nums"]) == 1.0
+        assert f"Check: {answer} = {row['target']}" in think
+        assert think.count("Back up.") <= 2
     assert backtracks >= 0.9 * len(rows)
+    assert 0.15 <= gave_up / len(rows) <= 0.35  # GIVE_UP_SHARE = 0.25
+
+
+def test_countdown_traces_without_give_ups_always_solve():
+    for row in data.make_countdown(100, seed=5):
+        trace = data.countdown_trace(row["nums"], row["target"], give_up_share=0.0)
+        assert countdown_reward(trace, row["target"], row["nums"]) == 1.0
 
 
 def test_countdown_trace_example_shape():
@@ -156,7 +173,8 @@ def test_offline_warmstart_traces_all_check_out():
             if row["task"] == "countdown":
                 nums = json.loads(re.search(r"numbers (\[[\d, ]+\])", user["content"]).group(1))
                 target = int(re.search(r"equals (\d+)\.", user["content"]).group(1))
-                assert countdown_reward(assistant["content"], target, nums) == 1.0
+                solved = countdown_reward(assistant["content"], target, nums) == 1.0
+                assert solved or "Out of tries" in think
             else:
                 assert answer == math_answers[user["content"]]
                 assert answers_match(extract_answer(assistant["content"]), answer)

@@ -92,6 +92,11 @@ class Profile:
     def figure_dir(self) -> Path:
         return FIGURE_DIR / self.name
 
+    @property
+    def generation_cache_dir(self) -> Path:
+        """Greedy evaluation completions, keyed by model weights (``helpers.evaluation.GenerationCache``)."""
+        return self.data_dir("processed") / "generation_cache"
+
     def data_dir(self, kind: str) -> Path:
         """``kind`` is one of ``raw``, ``generated``, ``processed`` (the seeds' data layout)."""
         if kind not in ("raw", "generated", "processed"):
@@ -152,10 +157,10 @@ PROFILES: dict[str, Profile] = {
         sft_learning_rate=1e-3,
         sft_batch_size=8,
         sft_grad_accum=1,
-        rl_steps=24,
+        rl_steps=16,
         num_generations=8,
         max_completion_length=96,
-        rl_learning_rate=1e-4,  # LoRA
+        rl_learning_rate=2e-4,  # LoRA
         rl_prompts_per_step=2,
         rl_temperature=0.9,
         dpo_steps=60,
@@ -166,11 +171,11 @@ PROFILES: dict[str, Profile] = {
         dpo_learning_rate=5e-5,
         onpolicy_prompts=64,
         onpolicy_samples=4,
-        rloo_steps=10,
+        rloo_steps=8,
         dtype="float32",
         eval_batch_size=50,
         rs_prompts=128, rs_samples=4, distill_epochs=2,
-        eval_math_prompts=50, eval_countdown_prompts=25, passk_prompts=8, passk_samples=4,
+        eval_math_prompts=100, eval_countdown_prompts=25, passk_prompts=8, passk_samples=4,
     ),
     "gpu": Profile(
         name="gpu",

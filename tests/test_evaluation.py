@@ -5,6 +5,7 @@ import json
 from math import comb
 
 import pytest
+import torch
 
 from helpers.config import get_profile
 from helpers.evaluation import evaluate, generate, leaderboard, pass_at_k, score_completion, score_generations, summarize
@@ -78,3 +79,57 @@ def test_evaluate_saves_completions_and_reports_missing_checkpoints(tmp_path):
     board = leaderboard([row, missing])
     assert board.loc[("dpo", "math"), "status"] == "missing"
     assert board.loc[("dpo", "math"), ["accuracy", "format_rate"]].isna().all()  # missing, not zero
+
+
+def test_weights_fingerprint_follows_the_weights_not_the_object(tmp_path):
+    from helpers.evaluation import weights_fingerprint
+    from helpers.models import save_model
+
+    model, tokenizer = load_model("tiny"), load_tokenizer("tiny")
+    save_model(model, tmp_path / "copy", tokenizer)
+    reloaded = load_model(tmp_path / "copy")
+    assert weights_fingerprint(reloaded) == weights_fingerprint(model)
+    with torch.no_grad():
+        next(reloaded.parameters()).view(-1)[0] += 1e-3
+    assert weights_fingerprint(reloaded) != weights_fingerprint(model)
+
+
+def test_cached_evaluation_matches_a_fresh_one_and_generates_only_what_is_new(tmp_path, monkeypatch):
+    import helpers.evaluation as evaluation
+    from helpers.evaluation import evaluate_model
+
+    model, tokenizer = load_model("tiny"), load_tokenizer("tiny")
+    rows = [{"prompt": f"{a}+{a}?", "answer": str(2 * a)} for a in range(5)]
+    # fresh runs in the batches the cached runs below will generate (padding depends on the batch)
+    fresh = [evaluate_model(model, tokenizer, part, max_new_tokens=6, batch_size=5)[1]["completion"].tolist()
+             for part in (rows[:3], rows[3:])]
+    generated = []
+    real_generate = evaluation.generate
+
+    def counting_generate(model, tokenizer, prompts, **kwargs):
+        generated.extend(prompts)
+        return real_generate(model, tokenizer, prompts, **kwargs)
+
+    monkeypatch.setattr(evaluation, "generate", counting_generate)
+    _, first = evaluate_model(model, tokenizer, rows[:3], max_new_tokens=6, batch_size=5, cache_dir=tmp_path)
+    assert len(generated) == 3 and first["completion"].tolist() == fresh[0]
+    generated.clear()
+    summary, cached = evaluate_model(model, tokenizer, rows + rows[:1], max_new_tokens=6, batch_size=5,
+                                     cache_dir=tmp_path)
+    assert len(generated) == 2  # rows 3 and 4; rows 0-2 and the repeated row 0 come from the cache
+    assert cached["completion"].tolist() == fresh[0] + fresh[1] + fresh[0][:1]
+    assert summary["prompts"] == 6
+    generated.clear()
+    evaluate_model(model, tokenizer, rows, max_new_tokens=7, batch_size=5, cache_dir=tmp_path)
+    assert len(generated) == 5  # another token budget is another key
+
+
+def test_generation_cache_skips_a_line_cut_short(tmp_path):
+    from helpers.evaluation import GenerationCache
+
+    cache = GenerationCache(tmp_path)
+    cache.add("abc", {"k1": "one", "k2": "two"})
+    with (tmp_path / "abc.jsonl").open("a") as handle:
+        handle.write('{"key": "k3", "compl')  # an interrupted write
+    assert cache.load("abc") == {"k1": "one", "k2": "two"}
+    assert cache.load("unknown") == {}

@@ -43,6 +43,7 @@ def execute_notebook(path: Path, timeout_per_cell: int = 3600) -> None:
         timeout=timeout_per_cell,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
+        coalesce_streams=True,  # a progress bar is saved as its last state, not as one output per update
     )
     try:
         client.execute()

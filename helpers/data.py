@@ -383,11 +383,11 @@ def countdown_trace(nums: list[int], target: int, give_up_share: float = GIVE_UP
             break
     if give_up and tries:
         lines = list(tries)
+        guess = tries[lines[-1]]  # the last try is the answer; earlier ones are dropped to fit the budget
+        final = f"Out of tries, no {target} yet. Best guess: {guess}."
         while len(lines) > 1:
-            last = tries[lines[-1]]
-            final = f"Out of tries, no {target} yet. Best guess: {last}."
             if len(think := "\n".join(lines + [final])) <= THINK_CHAR_BUDGET:
-                return f"<think>\n{think}\n</think>\n<answer>{last}</answer>"
+                return f"<think>\n{think}\n</think>\n<answer>{guess}</answer>"
             lines.pop(0)
     lines = list(tries)[:2]
     final = f"Try {', '.join(_steps(solution))}. Check: {equation} = {target}, each number used once. Correct."

@@ -109,7 +109,16 @@ class GenerationCache:
 
     def add(self, fingerprint: str, entries: dict[str, str]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        with self._path(fingerprint).open("a", encoding="utf-8") as handle:
+        path = self._path(fingerprint)
+        # after a write cut short, start on a new line so the first new entry is not glued to the broken one
+        cut_short = False
+        if path.exists() and path.stat().st_size > 0:
+            with path.open("rb") as existing:
+                existing.seek(-1, 2)
+                cut_short = existing.read(1) != b"\n"
+        with path.open("a", encoding="utf-8") as handle:
+            if cut_short:
+                handle.write("\n")
             handle.writelines(json.dumps({"key": k, "completion": v}) + "\n" for k, v in entries.items())
 
 

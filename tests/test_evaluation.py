@@ -133,3 +133,5 @@ def test_generation_cache_skips_a_line_cut_short(tmp_path):
         handle.write('{"key": "k3", "compl')  # an interrupted write
     assert cache.load("abc") == {"k1": "one", "k2": "two"}
     assert cache.load("unknown") == {}
+    cache.add("abc", {"k4": "four"})  # the next run appends after the broken line, not onto it
+    assert cache.load("abc") == {"k1": "one", "k2": "two", "k4": "four"}

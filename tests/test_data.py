@@ -210,7 +210,8 @@ def test_math_traces_end_in_the_answer():
         trace = data._math_trace(problem)
         think, answer = THINK_TAG.match(trace).groups()
         assert answer == problem.answer and len(think) <= data.THINK_CHAR_BUDGET
-        assert "Check: " in think and think.endswith("Correct.")
+        assert think.endswith(f"{problem.steps[-1].label.capitalize()}: {problem.steps[-1].text()}.")
+        assert "Check:" not in think
 
 
 # ---------------------------------------------------------------- instruction following

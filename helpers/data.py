@@ -365,7 +365,7 @@ def countdown_trace(nums: list[int], target: int, give_up_share: float = GIVE_UP
     when it finds nothing, and the reason a trained model stops trying and answers.
 
     The ``<think>`` block stays within ``THINK_CHAR_BUDGET`` characters (failed tries are dropped
-    first), so a 135M model generating ~200 tokens can learn to reach the ``<answer>`` tag.
+    first), so a 135M model generating up to 160 tokens can learn to reach the ``<answer>`` tag.
     Deterministic: the same problem always gives the same trace.
     """
     solution = _solve(list(nums), target)

@@ -100,6 +100,7 @@ __all__ = [
     "answers_match",
     "math_verify_match",
     "is_math_correct",
+    "numeric_answer",
     "evaluate_equation",
     "equation_numbers",
     "countdown_reward",
@@ -259,7 +260,10 @@ def _safe(func: Callable[..., float], *args: Any, default: float = 0.0) -> float
 # Answer extraction
 # ---------------------------------------------------------------------------------------------
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_ANSWER_PHRASE_RE = re.compile(r"\banswer\b[*_]*[ \t]*(?:is\b|:|=)[*_: \t]*([^\n]*)", re.IGNORECASE)
+# A match is only "answer is" (the answer follows it), so a second phrase later on the same line
+# ("The answer is 18. Wait, ... The answer is 20.") is found too, and the last one wins.
+_ANSWER_PHRASE_RE = re.compile(r"\banswer\b[*_]*[ \t]*(?:is\b|:|=)[*_: \t]*", re.IGNORECASE)
+MAX_PHRASE_CHARS = 500  # characters read after an answer phrase (to the end of its line at most)
 _GSM8K_RE = re.compile(r"####[ \t]*([^\n]*)")
 _NUM_TOKEN = r"-?(?:(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)(?:[ \t]*/[ \t]*\d+)?"
 _FRAC_TOKEN = r"-?\\[dt]?frac\{-?\d+\}\{\d+\}"
@@ -268,7 +272,7 @@ _VARIABLE_RE = re.compile(
     + _FRAC_TOKEN
     + "|"
     + _NUM_TOKEN
-    + r")(?![\d.]*[ \t]*[-+*/^=\d])"
+    + r")(?![\d.]*[ \t]*[-+*/^=\d])(?![\d.]*[A-Za-z(])"  # "y = 3x": 3 is a coefficient, not a value
 )
 _INLINE_MATH_RE = re.compile(r"\$([^$\n]{1,500})\$")
 _SENTENCE_END_RE = re.compile(r"\.(?:\s|$)")
@@ -340,7 +344,7 @@ def _phrase_candidates(text: str) -> tuple[int, str] | None:
     found: tuple[int, str] | None = None
     phrases = list(_ANSWER_PHRASE_RE.finditer(text)) if "nswer" in text or "NSWER" in text else []
     for m in reversed(phrases):
-        cand = _clean_candidate(m.group(1))
+        cand = _clean_candidate(text[m.end() : m.end() + MAX_PHRASE_CHARS].split("\n", 1)[0])
         # a phrase like "let me check my answer: first I ..." is prose, not an answer
         if cand and (any(c.isdigit() for c in cand) or len(cand) <= 20):
             found = (m.start(), cand)
@@ -621,14 +625,27 @@ def _number_list(s: str) -> list[str] | None:
     return [m.group(0) for m in numbers]
 
 
+# Words that are mathematics, not units: "288 pi" is not 288.
+_MATH_WORDS = frozenset({"pi", "inf", "sqrt", "ln", "log", "exp", "sin", "cos", "tan", "mod"})
+
+
 def _strip_words(s: str) -> str | None:
-    """``'18 eggs'`` / ``'about 18'`` -> ``'18'`` when the rest is words; None otherwise (``'5x'`` stays)."""
+    """``'18 eggs'`` / ``'about 18'`` -> ``'18'`` when the rest is words; None otherwise (``'5x'``, ``'5!'``,
+    ``'288 pi'`` and ``'3 x'`` stay: a factorial, a constant and a lone letter are mathematics, not units)."""
     numbers = list(_NUMBER_RE.finditer(s))
     if len(numbers) != 1:
         return None
     m = numbers[0]
     prefix, suffix = s[: m.start()], s[m.end() :]
     if not (_WORDS_ONLY_RE.fullmatch(prefix) and _WORDS_ONLY_RE.fullmatch(suffix)):
+        return None
+    if suffix.lstrip(" ").startswith("!"):  # 5! is a factorial
+        return None
+    prefix_words, suffix_words = re.findall(r"[a-z]+", prefix), re.findall(r"[a-z]+", suffix)
+    if any(w in _MATH_WORDS for w in prefix_words + suffix_words):
+        return None
+    # a lone letter is a variable ("3 x"); only the article "a" may stand before the number ("a total of 18")
+    if any(len(w) == 1 for w in suffix_words) or any(len(w) == 1 and w != "a" for w in prefix_words):
         return None
     # a letter glued to the number is a variable ("5x", "x5"), not a unit
     if suffix[:1].isalpha() and len(re.match(r"[a-z]*", suffix).group(0)) < 2:
@@ -686,8 +703,11 @@ def _numbers_of(normalized: str) -> list[Fraction] | None:
 
 
 def _close(a: Fraction, b: Fraction, rel_tol: float) -> bool:
+    """Equal, or within ``rel_tol`` when one of them is not an integer: 1,450,001 is not 1,450,000."""
     if a == b:
         return True
+    if a.denominator == 1 and b.denominator == 1:
+        return False
     try:
         return math.isclose(float(a), float(b), rel_tol=rel_tol, abs_tol=1e-12)
     except OverflowError:
@@ -903,10 +923,30 @@ def math_verify_match(pred: Any, gold: Any) -> bool | None:
         return None
 
 
+def numeric_answer(text: Any) -> Fraction | None:
+    """The value of an answer that is one number: an integer, a decimal, a fraction ``a/b``, a percentage or
+    a LaTeX number, with units and words stripped (``'$1,234.00'``, ``'18 eggs'``, ``'\\frac{3}{4}'``).
+    ``None`` for anything else: arithmetic still to do (``'12*10+20'``), several numbers, a variable, ``5!``."""
+    if text is None:
+        return None
+    return _to_fraction(normalize_answer(str(text)))
+
+
 def is_math_correct(pred: Any, gold: Any, rel_tol: float = 1e-6) -> bool:
-    """math-verify says equal, or the project's own comparison does (units, separators, order-free lists)."""
+    """Whether ``pred`` answers ``gold``.
+
+    A numeric gold (``numeric_answer(gold)`` is a number) needs a numeric prediction of the same value:
+    an unevaluated expression such as ``12*10+20`` for 140 scores 0 (math-verify would evaluate it, and RL
+    would learn to echo the question's arithmetic). Integers must match exactly, other numbers within
+    ``rel_tol``. Any other gold (an interval, an expression in x) goes to math-verify, then to the
+    project's own comparison (units, separators, order-free lists).
+    """
     if pred is None or gold is None or not str(gold).strip():
         return False
+    gold_value = numeric_answer(gold)
+    if gold_value is not None:
+        pred_value = numeric_answer(pred)
+        return pred_value is not None and _close(pred_value, gold_value, rel_tol)
     if math_verify_match(pred, gold):
         return True
     return answers_match(pred, gold, rel_tol=rel_tol)

@@ -29,6 +29,7 @@ from helpers.rewards import (
     has_valid_format,
     instruction_constraints_reward,
     is_math_correct,
+    numeric_answer,
     math_accuracy_reward,
     math_verify_match,
     normalize_answer,
@@ -246,6 +247,102 @@ def test_math_accuracy_in_a_worker_thread():
     worker.start()
     worker.join(timeout=30)
     assert out["r"] == [1.0, 0.0]
+
+
+# --------------------------------------------------------------------------------------------
+# The strict score: a numeric gold needs one number, not arithmetic still to do
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("completion", "gold"),
+    [
+        ("<think>x</think>\n<answer>12*10+20</answer>", "140"),  # the question's arithmetic echoed back
+        ("<think>x</think>\n<answer>50-44</answer>", "6"),
+        ("<answer>3 \\times 4</answer>", "12"),
+        ("<answer>\\frac{12}{4}+1</answer>", "4"),
+        ("<answer>(6+4)/2</answer>", "5"),
+    ],
+)
+def test_echoed_arithmetic_scores_zero(completion, gold):
+    assert math_accuracy_reward([completion], answer=[gold]) == [0.0]
+    assert not is_math_correct(extract_answer(completion), gold)
+
+
+@pytest.mark.parametrize(
+    ("completion", "gold", "expected"),
+    [
+        # the five holes found against real benchmark answers
+        ("The answer is 18. Wait, that is wrong. The answer is 20.", "18", 0.0),  # the last phrase wins
+        ("The answer is 18. Wait, that is wrong. The answer is 20.", "20", 1.0),
+        ("\\boxed{5!}", "5", 0.0),  # a factorial is not punctuation
+        ("\\boxed{288}", "288 \\pi", 0.0),  # pi is not a unit
+        ("\\boxed{288 \\pi}", "288 \\pi", 1.0),
+        ("<answer>3 x</answer>", "3", 0.0),  # nor is a lone letter
+        ("The answer is 1,450,001.", "1,450,000", 0.0),  # integers are compared exactly
+        ("Let y = 3x.\nThen the total is 12.", "12", 1.0),  # 3 is a coefficient, not the value
+        ("Let y = 3x.\nThen the total is 12.", "3", 0.0),
+    ],
+)
+def test_closed_holes(completion, gold, expected):
+    assert math_accuracy_reward([completion], answer=[gold]) == [expected]
+
+
+def test_a_coefficient_is_not_extracted_as_the_value():
+    assert extract_answer("Let y = 3x.\nThen the total is 12.") != "3"
+    assert extract_answer("So x = 3.\nDone.") == "3"  # a plain assignment still counts when it is the value ...
+    assert extract_answer("We get x = 3 apples.") == "3"  # ... and a unit after a space is no coefficient
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "<think>t</think>\n<answer>1234</answer>",
+        "\\boxed{1234}",
+        "The answer is 1,234.",
+        "<answer>$1,234.00</answer>",
+        "<answer>\\$1,234</answer>",
+        "<answer>1234 dollars</answer>",
+        "<answer>x = 1234</answer>",
+        "<answer>a total of 1,234 eggs</answer>",
+        "<answer>1200 + 34 = 1234</answer>",  # the arithmetic done, the result last
+        "#### 1234",
+    ],
+)
+def test_every_form_of_a_correct_number_scores_one(completion):
+    assert math_accuracy_reward([completion], answer=["1234"]) == [1.0]
+    assert math_accuracy_reward([conv(completion)], answer=["1,234"]) == [1.0]
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold"),
+    [("3/4", "0.75"), ("0.75", "3/4"), ("\\frac{3}{4}", "0.75"), ("75%", "75"), ("-2.5", "-5/2"), ("0.5", "\\frac{1}{2}")],
+)
+def test_a_fraction_and_its_decimal_agree(pred, gold):
+    assert is_math_correct(pred, gold)
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold"),
+    [("1234", "1235"), ("1234", "123.4"), ("0.75", "0.7"), ("3/4", "4/3"), ("12", "1.2"), ("100", "10"), ("-6", "6")],
+)
+def test_no_false_match_between_different_numbers(pred, gold):
+    assert not is_math_correct(pred, gold)
+
+
+def test_numeric_answer():
+    assert numeric_answer("$1,234.00") == 1234
+    assert numeric_answer("\\frac{3}{4}") == Fraction(3, 4)
+    assert numeric_answer("18 eggs") == 18
+    assert numeric_answer("12*10+20") is None
+    assert numeric_answer("3, 5") is None
+    assert numeric_answer("5x") is None
+    assert numeric_answer("5!") is None
+    assert numeric_answer(None) is None
+
+
+def test_non_numeric_golds_still_go_to_math_verify():
+    assert is_math_correct("(x+1)^2", "x^2+2x+1")
+    assert is_math_correct("\\frac{\\pi}{2}", "\\pi/2")
+    assert not is_math_correct("x^2", "x^2+2x+1")
 
 
 def test_is_math_correct():

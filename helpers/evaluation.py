@@ -15,6 +15,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -203,6 +204,69 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     for i in range(n - c + 1, n + 1):
         miss_all *= 1.0 - k / i
     return 1.0 - miss_all
+
+
+# ---------------------------------------------------------------------------------------------
+# Before/after on the same prompts: counts fixed and broken, a paired bootstrap interval
+# ---------------------------------------------------------------------------------------------
+STAGE_RESULT_COLUMNS = ["stage", "task", "metric", "n", "before", "after", "fixed", "broken", "ci_low", "ci_high",
+                        "minutes"]
+STAGE_RESULTS_FILE = "stage_results.csv"
+
+
+def paired_comparison(before, after, n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0) -> dict:
+    """Compare two models on the same prompts: per-prompt scores ``before[i]`` and ``after[i]`` (0/1 for greedy
+    correctness, a per-prompt pass rate for sampled accuracy).
+
+    ``fixed`` / ``broken`` count the prompts whose score went up / down. The interval is a percentile bootstrap
+    of the mean paired difference: resample prompts with replacement (seeded), take the mean of
+    ``after - before`` on each resample, keep the middle ``confidence`` share. Pairing matters: the same
+    prompt's two scores move together, so the interval of the difference is much narrower than two separate
+    intervals would suggest. A change is a gain only when ``ci_low > 0``.
+    """
+    before, after = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
+    if before.shape != after.shape or before.ndim != 1 or before.size == 0:
+        raise ValueError(f"before and after must be equal-length, non-empty 1-D scores, got {before.shape} and "
+                         f"{after.shape}")
+    diff = after - before
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_resamples)
+    for start in range(0, n_resamples, 1_000):  # in blocks: 10,000 x 800 indices at once is 64 MB
+        block = rng.integers(0, diff.size, size=(min(1_000, n_resamples - start), diff.size))
+        means[start:start + len(block)] = diff[block].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return {"n": int(diff.size), "before": float(before.mean()), "after": float(after.mean()),
+            "fixed": int((diff > 0).sum()), "broken": int((diff < 0).sum()),
+            "ci_low": float(low), "ci_high": float(high)}
+
+
+def describe_change(result: dict, unit: str = "points") -> str:
+    """One sentence for a ``paired_comparison`` result that calls a change a gain (or a loss) only when its
+    interval excludes 0, e.g. ``'+12.5 points (95% CI +8.0 to +17.0): a gain'``."""
+    delta = 100 * (result["after"] - result["before"])
+    interval = f"95% CI {100 * result['ci_low']:+.1f} to {100 * result['ci_high']:+.1f}"
+    if result["ci_low"] > 0:
+        verdict = "a gain"
+    elif result["ci_high"] < 0:
+        verdict = "a loss"
+    else:
+        verdict = "no measurable change"
+    return f"{delta:+.1f} {unit} ({interval}): {verdict}"
+
+
+def save_stage_result(profile, stage: str, task: str, metric: str, comparison: dict, minutes: float | None) -> pd.DataFrame:
+    """Write one row of ``data/processed/<profile>/stage_results.csv`` (replacing the row of the same stage, task
+    and metric, so re-running a notebook never appends twice) and return the whole table."""
+    path = profile.data_dir("processed") / STAGE_RESULTS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=STAGE_RESULT_COLUMNS)
+    keep = ~((table["stage"] == stage) & (table["task"] == task) & (table["metric"] == metric))
+    row = {"stage": stage, "task": task, "metric": metric, **{k: comparison[k] for k in STAGE_RESULT_COLUMNS[3:10]},
+           "minutes": None if minutes is None else round(minutes, 1)}
+    table = pd.concat([table[keep], pd.DataFrame([row])], ignore_index=True)[STAGE_RESULT_COLUMNS]
+    table.to_csv(path, index=False)
+    return table
 
 
 def evaluate_model(model, tokenizer: PreTrainedTokenizerBase, rows: list[dict], max_new_tokens: int,

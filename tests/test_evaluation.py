@@ -135,3 +135,67 @@ def test_generation_cache_skips_a_line_cut_short(tmp_path):
     assert cache.load("unknown") == {}
     cache.add("abc", {"k4": "four"})  # the next run appends after the broken line, not onto it
     assert cache.load("abc") == {"k1": "one", "k2": "two", "k4": "four"}
+
+
+# --------------------------------------------------------------------------------------------
+# paired_comparison: counts and the bootstrap interval
+# --------------------------------------------------------------------------------------------
+from helpers.evaluation import describe_change, paired_comparison, save_stage_result  # noqa: E402
+
+
+def test_paired_comparison_by_hand():
+    """Two prompts, one fixed: a resample of the differences [1, 0] has mean 0 (both picks the 0, p = 1/4),
+    0.5 (p = 1/2) or 1 (p = 1/4), so the 2.5% and 97.5% quantiles are 0 and 1."""
+    result = paired_comparison([0, 1], [1, 1])
+    assert result == {"n": 2, "before": 0.5, "after": 1.0, "fixed": 1, "broken": 0, "ci_low": 0.0, "ci_high": 1.0}
+
+
+def test_paired_comparison_counts_and_a_certain_change():
+    result = paired_comparison([0, 0, 1, 1], [1, 1, 1, 1])  # every difference is >= 0, two are 1
+    assert (result["fixed"], result["broken"]) == (2, 0)
+    assert result["ci_low"] >= 0.0 and result["ci_high"] == 1.0
+    same = paired_comparison([0, 1, 0, 1], [0, 1, 0, 1])
+    assert same["ci_low"] == same["ci_high"] == 0.0 and same["fixed"] == same["broken"] == 0
+
+
+def test_paired_comparison_matches_the_normal_approximation():
+    """200 prompts, 30 fixed, 10 broken: mean difference 0.1, sd of the differences sqrt(0.2 - 0.01), so the
+    normal interval is 0.1 +- 1.96 * 0.4359 / sqrt(200) = [0.0396, 0.1604]; the bootstrap lands close."""
+    before = [0] * 30 + [1] * 10 + [0] * 80 + [1] * 80
+    after = [1] * 30 + [0] * 10 + [0] * 80 + [1] * 80
+    result = paired_comparison(before, after)
+    assert result["after"] - result["before"] == pytest.approx(0.1)
+    assert result["ci_low"] == pytest.approx(0.0396, abs=0.01) and result["ci_high"] == pytest.approx(0.1604, abs=0.01)
+    assert paired_comparison(before, after) == result  # seeded
+
+
+def test_paired_comparison_on_sampled_rates_and_bad_input():
+    result = paired_comparison([0.25, 0.5, 0.0], [0.75, 0.5, 0.25])
+    assert (result["fixed"], result["broken"]) == (2, 0) and result["after"] == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        paired_comparison([0, 1], [1])
+    with pytest.raises(ValueError):
+        paired_comparison([], [])
+
+
+def test_describe_change_calls_a_gain_only_outside_zero():
+    assert describe_change({"before": 0.3, "after": 0.4, "ci_low": 0.02, "ci_high": 0.18}).endswith("a gain")
+    assert describe_change({"before": 0.3, "after": 0.32, "ci_low": -0.02, "ci_high": 0.06}).endswith(
+        "no measurable change")
+    assert describe_change({"before": 0.3, "after": 0.2, "ci_low": -0.15, "ci_high": -0.05}).endswith("a loss")
+
+
+def test_save_stage_result_replaces_its_own_row(tmp_path, monkeypatch):
+    import helpers.config as config
+
+    monkeypatch.setattr(config, "DATA_DIR", tmp_path)
+    profile = get_profile("tiny")
+    first = paired_comparison([0, 1], [1, 1])
+    save_stage_result(profile, "grpo", "math", "greedy", first, 1.0)
+    save_stage_result(profile, "grpo", "math", "sampled", first, 1.0)
+    table = save_stage_result(profile, "grpo", "math", "greedy", paired_comparison([1, 1], [0, 1]), 2.0)
+    assert len(table) == 2
+    greedy = table[table["metric"] == "greedy"].iloc[0]
+    assert (greedy["broken"], greedy["minutes"]) == (1, 2.0)
+    assert list(table.columns) == ["stage", "task", "metric", "n", "before", "after", "fixed", "broken", "ci_low",
+                                   "ci_high", "minutes"]

@@ -511,6 +511,11 @@ def test_grpo_step_updates_only_when_rewards_differ(tiny_policy):
     flat = grpo_step(model, tokenizer, optimizer, prompt, lambda texts: [1.0] * len(texts), group_size=4, max_new_tokens=5)
     assert flat["zero_std_group"] and flat["loss"] == 0.0  # equal rewards: advantage 0, nothing to learn
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    # eight equal 0.2 rewards have a float32 std of about 1.6e-8, not 0: still a zero-variance group
+    assert torch.tensor([0.2] * 8).std() != 0
+    point_two = grpo_step(model, tokenizer, optimizer, prompt, lambda texts: [0.2] * len(texts), group_size=8,
+                          max_new_tokens=5)
+    assert point_two["zero_std_group"]
 
     calls = iter(range(100))
     varied = grpo_step(model, tokenizer, optimizer, prompt, lambda texts: [float(next(calls) % 2) for _ in texts],
@@ -519,3 +524,46 @@ def test_grpo_step_updates_only_when_rewards_differ(tiny_policy):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     with pytest.raises(ValueError, match="ref_model"):
         grpo_step(model, tokenizer, optimizer, prompt, lambda texts: [0.0] * len(texts), 2, 3, beta=0.1)
+
+
+def _notebook_function(notebook: str, name: str):
+    """Execute the notebook cell that defines ``name`` (and nothing else) and return the function."""
+    import json
+    from pathlib import Path
+
+    cells = json.loads((Path(__file__).parent.parent / "notebooks" / notebook).read_text())["cells"]
+    sources = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    matching = [s for s in sources if f"def {name}(" in s]
+    assert len(matching) == 1, f"expected one cell defining {name} in {notebook}, found {len(matching)}"
+    import helpers.rl
+
+    namespace = {"torch": torch, **{k: getattr(helpers.rl, k) for k in dir(helpers.rl) if not k.startswith("__")}}
+    exec(compile(matching[0], f"{notebook}:{name}", "exec"), namespace)  # noqa: S102 - our own notebook
+    return namespace[name]
+
+
+def test_notebook_grpo_loop_matches_grpo_step():
+    """Notebook 5 writes the GRPO step out in a cell (5.5); it must do what the tested grpo_step does:
+    the same samples (same seed) give the same loss, the same rewards and the same updated weights."""
+    from helpers.models import load_model, load_tokenizer
+    from helpers.rl import grpo_step
+
+    by_hand = _notebook_function("05_grpo.ipynb", "grpo_step_by_hand")
+    tokenizer = load_tokenizer("tiny")
+    prompt = [{"role": "user", "content": "Count to three"}]
+    results, weights = [], []
+    for step in (grpo_step, by_hand):
+        model = load_model("tiny")
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        calls = iter(range(1000))
+        torch.manual_seed(3)
+        out = step(model, tokenizer, optimizer, prompt, lambda texts: [float(next(calls) % 3 == 0) for _ in texts],
+                   group_size=6, max_new_tokens=6, temperature=1.0)
+        results.append(out)
+        weights.append([p.detach().clone() for p in model.parameters()])
+    reference, notebook = results
+    assert notebook["loss"] == pytest.approx(reference["loss"], abs=1e-6)
+    assert notebook["reward_mean"] == pytest.approx(reference["reward_mean"])
+    assert reference["reward_std"] > 0  # a group that teaches something, so the weights move
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*weights))
+    assert any(not torch.equal(a, b) for a, b in zip(weights[0], load_model("tiny").parameters()))

@@ -53,10 +53,13 @@ def generate(model, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]
             batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
                               add_special_tokens=False).to(device)
             sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
+            inputs, copies = dict(batch), num_return_sequences
+            if num_return_sequences > 1 and batch["input_ids"].shape[1] > 1:
+                inputs, copies = _read_prompts_once(model, batch, num_return_sequences), 1
             output = model.generate(
-                **batch,
+                **inputs,
                 max_new_tokens=max_new_tokens,
-                num_return_sequences=num_return_sequences,
+                num_return_sequences=copies,
                 eos_token_id=end_of_turn_ids(tokenizer),
                 pad_token_id=tokenizer.pad_token_id,
                 **sampling,
@@ -66,6 +69,25 @@ def generate(model, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]
     finally:
         tokenizer.padding_side = previous_side
     return completions
+
+
+def _read_prompts_once(model, batch, copies: int) -> dict:
+    """``generate``'s inputs for ``copies`` samples of each prompt, with the prompts read by the model only once.
+
+    ``generate(num_return_sequences=k)`` copies each prompt k times *before* reading it, so a prompt of 130
+    tokens is processed k times; on a CPU that is a third of the cost of sampling 4 answers of 64 tokens. Here
+    the prompt minus its last token goes through the model once, its key/value cache is copied k times, and
+    ``generate`` continues from the cache (it only reads the tokens the cache lacks). Position ids follow the
+    left padding exactly as ``generate`` computes them, so the result is the same as without the shortcut.
+    """
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    prefix = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True,
+                   logits_to_keep=1)
+    cache = prefix.past_key_values
+    cache.batch_repeat_interleave(copies)
+    return {"input_ids": ids.repeat_interleave(copies, dim=0), "attention_mask": mask.repeat_interleave(copies, dim=0),
+            "past_key_values": cache}
 
 
 def weights_fingerprint(model) -> str:
@@ -267,6 +289,20 @@ def save_stage_result(profile, stage: str, task: str, metric: str, comparison: d
     table = pd.concat([table[keep], pd.DataFrame([row])], ignore_index=True)[STAGE_RESULT_COLUMNS]
     table.to_csv(path, index=False)
     return table
+
+
+def stage_results_markdown(path: str | Path) -> str:
+    """The committed stage results (``stage_results.csv``) as the README's Markdown table: rates in percent, the
+    change with its paired 95% interval, and the verdict of ``describe_change``."""
+    table = pd.read_csv(path)
+    rows = []
+    for _, r in table.iterrows():
+        rows.append({"stage": r["stage"], "task": r["task"], "metric": r["metric"], "held-out problems": int(r["n"]),
+                     "before": f"{100 * r['before']:.1f}%", "after": f"{100 * r['after']:.1f}%",
+                     "fixed / broken": f"{int(r['fixed'])} / {int(r['broken'])}",
+                     "change, 95% CI": describe_change(r.to_dict()),
+                     "minutes": "–" if pd.isna(r["minutes"]) else f"{r['minutes']:.1f}"})
+    return markdown_table(pd.DataFrame(rows), index=False)
 
 
 def evaluate_model(model, tokenizer: PreTrainedTokenizerBase, rows: list[dict], max_new_tokens: int,

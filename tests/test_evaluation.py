@@ -199,3 +199,44 @@ def test_save_stage_result_replaces_its_own_row(tmp_path, monkeypatch):
     assert (greedy["broken"], greedy["minutes"]) == (1, 2.0)
     assert list(table.columns) == ["stage", "task", "metric", "n", "before", "after", "fixed", "broken", "ci_low",
                                    "ci_high", "minutes"]
+
+
+def test_readme_results_come_from_the_committed_stage_results():
+    """The README's stage table is ``stage_results_markdown`` of the committed CSV, so it cannot go stale."""
+    from pathlib import Path
+
+    from helpers.evaluation import stage_results_markdown
+
+    root = Path(__file__).parent.parent
+    csv = root / "data" / "processed" / "cpu" / "stage_results.csv"
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- stage-results:start -->\n", "<!-- stage-results:end -->"
+    assert csv.exists() and start in readme and end in readme
+    assert readme.split(start, 1)[1].split(end, 1)[0].strip() == stage_results_markdown(csv).strip()
+
+
+def test_stage_results_markdown(tmp_path):
+    from helpers.evaluation import stage_results_markdown
+
+    path = tmp_path / "stage_results.csv"
+    import pandas as pd
+
+    pd.DataFrame([{"stage": "grpo", "task": "math", "metric": "sampled", "n": 200, "before": 0.2, "after": 0.35,
+                   "fixed": 60, "broken": 10, "ci_low": 0.1, "ci_high": 0.2, "minutes": 19.04}]).to_csv(path, index=False)
+    text = stage_results_markdown(path)
+    assert "| grpo | math | sampled | 200 | 20.0% | 35.0% | 60 / 10 | +15.0 points (95% CI +10.0 to +20.0): a gain | 19.0 |" in text
+
+
+def test_several_samples_per_prompt_read_the_prompt_once_and_change_nothing():
+    """generate(num_return_sequences=k) reads each prompt once and copies its cache; greedy copies must then
+    equal k greedy runs of the prompt alone, on prompts of different lengths (left padding)."""
+    model, tokenizer = load_model("tiny"), load_tokenizer("tiny")
+    prompts = [[{"role": "user", "content": "Count"}], [{"role": "user", "content": "Count to five, slowly, please"}]]
+    single = generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=2, progress=False)
+    copied = generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=2, num_return_sequences=3, progress=False)
+    assert copied == [single[0]] * 3 + [single[1]] * 3
+    torch.manual_seed(0)
+    sampled = generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=2, do_sample=True,
+                       num_return_sequences=4, progress=False)
+    assert len(sampled) == 8 and all(isinstance(text, str) for text in sampled)
+    assert len(set(sampled)) > 2  # sampling still samples: the copies of a prompt are not all alike

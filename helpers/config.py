@@ -56,6 +56,10 @@ class Profile:
     rl_learning_rate: float
     rl_prompts_per_step: int  # prompts per optimizer step; each gets num_generations completions
     rl_temperature: float
+    rl_lora_target: str  # "attention" or "all-linear" (TRL's LoRA-without-regret guide: all linear layers for RL)
+    rl_candidate_prompts: int  # training prompts whose pass rate is measured; GRPO keeps those with 0 < rate < 1
+    rl_pass_rate_samples: int  # samples per candidate prompt for that pass rate
+    eval_samples: int  # sampled completions per held-out prompt for sampled accuracy and pass@k (notebook 5)
     # DPO / reward model
     dpo_steps: int
     reward_model_steps: int
@@ -126,6 +130,10 @@ PROFILES: dict[str, Profile] = {
         max_completion_length=16,
         rl_learning_rate=1e-4,
         rl_prompts_per_step=2,
+        rl_lora_target="all-linear",
+        rl_candidate_prompts=8,
+        rl_pass_rate_samples=2,
+        eval_samples=2,
         rl_temperature=1.0,
         dpo_steps=2,
         reward_model_steps=2,
@@ -157,11 +165,15 @@ PROFILES: dict[str, Profile] = {
         sft_learning_rate=1e-3,
         sft_batch_size=4,
         sft_grad_accum=1,
-        rl_steps=16,
-        num_generations=8,
-        max_completion_length=96,
-        rl_learning_rate=2e-4,  # LoRA
-        rl_prompts_per_step=2,
+        rl_steps=24,
+        num_generations=4,
+        max_completion_length=64,  # the SFT model's math answers are about 30 tokens
+        rl_learning_rate=5e-4,  # LoRA on all linear layers (about 10x what a full fine-tune would use)
+        rl_prompts_per_step=4,
+        rl_lora_target="all-linear",
+        rl_candidate_prompts=128,
+        rl_pass_rate_samples=4,
+        eval_samples=4,
         rl_temperature=0.9,
         dpo_steps=60,
         reward_model_steps=80,
@@ -198,6 +210,10 @@ PROFILES: dict[str, Profile] = {
         max_completion_length=512,
         rl_learning_rate=2e-5,  # LoRA
         rl_prompts_per_step=8,
+        rl_lora_target="all-linear",
+        rl_candidate_prompts=2000,
+        rl_pass_rate_samples=8,
+        eval_samples=8,
         rl_temperature=1.0,
         dpo_steps=500,
         reward_model_steps=500,
@@ -228,6 +244,23 @@ def get_profile(name: str | None = None) -> Profile:
         valid = ", ".join(sorted(PROFILES))
         raise ValueError(f"unknown course profile {chosen!r}; valid profiles are: {valid}")
     return PROFILES[key]
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bfloat16 natively (AMX or AVX512-BF16 in ``/proc/cpuinfo``'s flags).
+
+    Without them bf16 is emulated and slower than float32, so bf16 autocast on a CPU is a run-time
+    decision, never an assumption: a learner's laptop may not have it. ``cpuinfo`` is for tests."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:  # macOS, Windows: no /proc; assume emulated
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
 
 
 def seed_everything(seed: int = DEFAULT_SEED) -> None:

@@ -16,7 +16,7 @@ from peft import LoraConfig
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
-from helpers.config import Profile
+from helpers.config import Profile, cpu_has_native_bf16
 
 # The seeds' LoRA recipe: rank 16, alpha 32, dropout 0.05 on the attention projections.
 ATTENTION_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -38,10 +38,12 @@ def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05, target: str
 
 
 def hardware_kwargs(profile: Profile) -> dict:
-    """TRL defaults to bf16 and gradient checkpointing; both are set per device (off on CPU)."""
+    """TRL defaults to bf16 and gradient checkpointing; both are set per device. bf16 autocast on a CPU only
+    where it is native (AMX or AVX512-BF16, detected at run time): emulated bf16 is slower than float32.
+    ``scripts/grpo_step_cost.py`` measures both ways."""
     on_gpu = torch.cuda.is_available() and profile.name == "gpu"
     return {
-        "bf16": on_gpu,
+        "bf16": on_gpu or (not torch.cuda.is_available() and cpu_has_native_bf16()),
         "use_cpu": not torch.cuda.is_available(),
         "activation_checkpointing": on_gpu,
         "report_to": "none",  # no W&B login by default

@@ -67,3 +67,13 @@ def test_seed_everything_repeats_random_draws():
     first = torch.rand(3)
     seed_everything(7)
     assert torch.equal(first, torch.rand(3))
+
+
+def test_cpu_has_native_bf16_reads_the_flags():
+    from helpers.config import cpu_has_native_bf16
+
+    assert cpu_has_native_bf16("processor : 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
+    assert cpu_has_native_bf16("flags : fpu amx_tile amx_bf16\n")
+    assert not cpu_has_native_bf16("flags : fpu sse avx2 avx512f\n")
+    assert not cpu_has_native_bf16("")
+    assert isinstance(cpu_has_native_bf16(), bool)  # this machine, whatever it has

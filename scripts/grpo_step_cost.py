@@ -1,0 +1,98 @@
+"""What one GRPO step costs: completions per CPU-second for GRPO settings side by side, in one run.
+
+    .venv/bin/python scripts/grpo_step_cost.py            # the cpu profile's SFT checkpoint, 4 steps each
+    .venv/bin/python scripts/grpo_step_cost.py --steps 3
+
+Each setting runs a few steps of TRL's GRPOTrainer from the same start model on the same prompts; the first
+step is a warm-up and is not counted. CPU-seconds are the process's CPU time (all threads), so the number
+does not depend on how many cores there are. bf16 autocast is measured too, and labelled with whether this
+CPU has native bf16 (``helpers.config.cpu_has_native_bf16``): without AMX or AVX512-BF16 it is emulated.
+Writes ``data/processed/<profile>/grpo_step_cost.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import pandas as pd
+from datasets import Dataset
+from transformers import TrainerCallback
+from trl import GRPOTrainer
+
+from helpers.chat import task_prompt
+from helpers.config import cpu_has_native_bf16, get_profile, seed_everything
+from helpers.data import load_task
+from helpers.models import load_model, load_tokenizer
+from helpers.rewards import format_reward, math_accuracy_reward
+from helpers.training import grpo_config, lora_config
+
+
+class StepClock(TrainerCallback):
+    """Wall and CPU time of every optimizer step (sampling included: TRL generates inside the step)."""
+
+    def __init__(self):
+        self.marks = []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.marks.append(("begin", time.perf_counter(), time.process_time()))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.marks.append(("end", time.perf_counter(), time.process_time()))
+
+
+SETTINGS = {
+    # name: (prompts per step, completions per prompt, max completion tokens, LoRA target, bf16)
+    "before: 2 x 8, 96 tokens, attention LoRA, fp32": (2, 8, 96, "attention", False),
+    "after: 4 x 4, 64 tokens, all-linear LoRA, fp32": (4, 4, 64, "all-linear", False),
+    "after, bf16 autocast": (4, 4, 64, "all-linear", True),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default=None)
+    parser.add_argument("--steps", type=int, default=4, help="steps per setting; the first is not counted")
+    args = parser.parse_args()
+    profile = get_profile(args.profile)
+    start = profile.checkpoint_dir / "sft"
+    start = str(start) if (start / "config.json").exists() else profile.name
+    tokenizer = load_tokenizer(start)
+    train = load_task("math", profile, split="train")
+    rows = list(train.select(range(min(64, len(train)))))
+    dataset = Dataset.from_list([{"prompt": task_prompt(r), "answer": r["answer"]} for r in rows])
+    native = cpu_has_native_bf16()
+    results = []
+    for name, (prompts, generations, max_tokens, target, bf16) in SETTINGS.items():
+        seed_everything()
+        config = grpo_config(profile, profile.checkpoint_dir / "step_cost_run", max_steps=args.steps,
+                             num_generations=generations, per_device_train_batch_size=prompts * generations,
+                             max_completion_length=max_tokens, learning_rate=5e-4, bf16=bf16, save_strategy="no",
+                             reward_weights=[1.0, 0.2], logging_steps=1)
+        clock = StepClock()
+        model = load_model(start)
+        trainer = GRPOTrainer(model=model, reward_funcs=[math_accuracy_reward, format_reward], args=config,
+                              train_dataset=dataset, processing_class=tokenizer,
+                              peft_config=lora_config(target=target), callbacks=[clock])
+        trainer.train()
+        counted = [(b, e) for b, e in zip(clock.marks[0::2], clock.marks[1::2])][1:]
+        wall = sum(e[1] - b[1] for b, e in counted)
+        cpu = sum(e[2] - b[2] for b, e in counted)
+        completions = len(counted) * prompts * generations
+        tokens = pd.DataFrame([h for h in trainer.state.log_history if "completions/mean_length" in h])
+        results.append({"setting": name, "native bf16": native if bf16 else None, "steps timed": len(counted),
+                        "completions per step": prompts * generations,
+                        "mean completion tokens": round(tokens["completions/mean_length"].iloc[1:].mean(), 1),
+                        "s per step": round(wall / len(counted), 1),
+                        "completions per CPU-second": round(completions / cpu, 3),
+                        "completions per wall-second": round(completions / wall, 3)})
+        del trainer, model
+    table = pd.DataFrame(results).set_index("setting")
+    print(table.to_string())
+    out = profile.data_dir("processed") / "grpo_step_cost.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out)
+
+
+if __name__ == "__main__":
+    main()

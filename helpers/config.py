@@ -57,8 +57,8 @@ class Profile:
     rl_prompts_per_step: int  # prompts per optimizer step; each gets num_generations completions
     rl_temperature: float
     rl_lora_target: str  # "attention" or "all-linear" (TRL's LoRA-without-regret guide: all linear layers for RL)
-    rl_candidate_prompts: int  # training prompts whose pass rate is measured; GRPO keeps those with 0 < rate < 1
-    rl_pass_rate_samples: int  # samples per candidate prompt for that pass rate
+    rl_candidate_prompts: int  # training prompts whose pass rate is measured; GRPO and RLOO keep those with 0 < rate < 1
+    rl_pass_rate_samples: int  # samples per candidate prompt for that pass rate (DPO's on-policy pairs: the same k)
     eval_samples: int  # sampled completions per held-out prompt for sampled accuracy and pass@k (notebook 5)
     # DPO / reward model
     dpo_steps: int
@@ -67,8 +67,6 @@ class Profile:
     reward_model_learning_rate: float  # LoRA + a fresh score head
     dpo_batch_size: int  # preference pairs per step
     dpo_learning_rate: float  # LoRA
-    onpolicy_prompts: int  # training prompts sampled to build on-policy preference pairs
-    onpolicy_samples: int  # completions sampled per prompt (best vs worst become a pair)
     rloo_steps: int  # RLOO optimizer steps (same prompts and completions per step as GRPO)
     # hardware
     dtype: str  # "float32" or "bfloat16"
@@ -141,8 +139,6 @@ PROFILES: dict[str, Profile] = {
         reward_model_learning_rate=1e-3,
         dpo_batch_size=2,
         dpo_learning_rate=1e-3,
-        onpolicy_prompts=4,
-        onpolicy_samples=2,
         rloo_steps=2,
         dtype="float32",
         eval_batch_size=8,
@@ -181,13 +177,11 @@ PROFILES: dict[str, Profile] = {
         reward_model_learning_rate=3e-4,
         dpo_batch_size=2,
         dpo_learning_rate=5e-5,
-        onpolicy_prompts=64,
-        onpolicy_samples=4,
         rloo_steps=8,
         dtype="float32",
         eval_batch_size=50,
         rs_prompts=128, rs_samples=4, distill_epochs=2,
-        eval_math_prompts=100, eval_countdown_prompts=25, passk_prompts=8, passk_samples=4,
+        eval_math_prompts=200, eval_countdown_prompts=25, passk_prompts=8, passk_samples=4,
     ),
     "gpu": Profile(
         name="gpu",
@@ -221,8 +215,6 @@ PROFILES: dict[str, Profile] = {
         reward_model_learning_rate=1e-4,
         dpo_batch_size=8,
         dpo_learning_rate=1e-5,
-        onpolicy_prompts=2000,
-        onpolicy_samples=8,
         rloo_steps=300,
         dtype="bfloat16",
         eval_batch_size=64,

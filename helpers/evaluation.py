@@ -3,9 +3,10 @@
 Generation pads on the left (every prompt then ends where the new tokens begin) and stops at the
 end-of-turn token. Scores come from ``helpers.rewards``, the same functions the RL notebooks train on.
 
-Greedy evaluations can go through a ``GenerationCache``: the same weights on the same prompt with the
-same token budget are generated once, so a checkpoint evaluated in one notebook costs nothing when the
-next notebook (or the leaderboard) evaluates it again, and an interrupted evaluation resumes.
+Evaluations can go through a ``GenerationCache``: the same weights on the same prompt with the same token
+budget are generated once (greedy), and a seeded sampling call is stored whole, so a checkpoint evaluated in
+one notebook costs nothing when the next notebook (or the leaderboard) evaluates it again, and an
+interrupted greedy evaluation resumes.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def weights_fingerprint(model) -> str:
 
 
 class GenerationCache:
-    """Greedy completions on disk, one JSON-lines file per model fingerprint under ``directory``.
+    """Completions on disk, one JSON-lines file per model fingerprint under ``directory`` (greedy ones keyed
+    per prompt; a seeded sampling call as one entry, see ``generate_sampled_cached``).
 
     A key covers everything greedy decoding depends on besides the weights: the chat-rendered prompt and
     the token budget. Entries are appended batch by batch, so an interrupted evaluation keeps what it
@@ -143,6 +145,32 @@ class GenerationCache:
             if cut_short:
                 handle.write("\n")
             handle.writelines(json.dumps({"key": k, "completion": v}) + "\n" for k, v in entries.items())
+
+
+def generate_sampled_cached(model, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]], n_samples: int,
+                            max_new_tokens: int, temperature: float, batch_size: int, cache: GenerationCache,
+                            seed: int, progress: bool = True) -> list[str]:
+    """``generate`` with sampling, seeded, through ``cache``: one entry holds the whole call's completions.
+
+    A sampled completion depends on the seed and on which prompts share a batch, so the key covers the
+    rendered prompts, the number of samples, the budget, the temperature, the batch size and the seed; the
+    same call with the same weights then costs nothing the second time (notebook 6 re-measures notebook 5's
+    start model this way)."""
+    from helpers.config import seed_everything
+
+    fingerprint = weights_fingerprint(model)
+    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    settings = json.dumps({"n": n_samples, "budget": max_new_tokens, "temperature": temperature,
+                           "batch": batch_size, "seed": seed, "prompts": texts})
+    key = "sampled:" + hashlib.sha1(settings.encode()).hexdigest()
+    known = cache.load(fingerprint)
+    if key in known:
+        return json.loads(known[key])
+    seed_everything(seed)
+    completions = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                           do_sample=True, temperature=temperature, num_return_sequences=n_samples, progress=progress)
+    cache.add(fingerprint, {key: json.dumps(completions)})
+    return completions
 
 
 def generate_greedy_cached(model, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]], max_new_tokens: int,
@@ -377,20 +405,62 @@ def leaderboard(results: list[dict]) -> pd.DataFrame:
 
 def pass_at_k_curve(model, tokenizer: PreTrainedTokenizerBase, rows: list[dict], n_samples: int,
                     k_values: tuple[int, ...], max_new_tokens: int, temperature: float = 0.8,
-                    batch_size: int = 16, progress: bool = True) -> tuple[dict, pd.DataFrame]:
+                    batch_size: int = 16, progress: bool = True, cache_dir: str | Path | None = None,
+                    seed: int | None = None) -> tuple[dict, pd.DataFrame]:
     """``{k: pass@k}`` from ``n_samples`` sampled completions per row (the unbiased estimator, averaged
-    over prompts), and the scored samples. ``batch_size`` counts prompts (each brings ``n_samples``)."""
+    over prompts), and the scored samples. ``batch_size`` counts prompts (each brings ``n_samples``).
+
+    ``seed`` seeds the sampling (otherwise the caller's random state is used); with ``cache_dir`` the
+    samples go through ``generate_sampled_cached`` (seed ``DEFAULT_SEED`` unless given)."""
     from helpers.chat import task_prompt
+    from helpers.config import DEFAULT_SEED, seed_everything
 
     if any(not 1 <= k <= n_samples for k in k_values):
         raise ValueError(f"every k must be between 1 and n_samples={n_samples}, got {k_values}")
     prompts = [task_prompt(row) for row in rows]
-    samples = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                       do_sample=True, temperature=temperature, num_return_sequences=n_samples, progress=progress)
+    if cache_dir is not None:
+        samples = generate_sampled_cached(model, tokenizer, prompts, n_samples, max_new_tokens, temperature,
+                                          batch_size, GenerationCache(cache_dir),
+                                          DEFAULT_SEED if seed is None else seed, progress=progress)
+    else:
+        if seed is not None:
+            seed_everything(seed)
+        samples = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                           do_sample=True, temperature=temperature, num_return_sequences=n_samples, progress=progress)
     scored = score_generations(samples, rows)
     correct = scored.groupby("prompt_index")["correct"].sum()
     curve = {k: float(correct.map(lambda c: pass_at_k(n_samples, int(c), k)).mean()) for k in k_values}
     return curve, scored
+
+
+def math_scores(model, tokenizer: PreTrainedTokenizerBase, rows: list[dict], profile) -> dict:
+    """What the RL notebooks compare before and after, per held-out problem: greedy correctness (0/1) and
+    sampled accuracy (the share of ``profile.eval_samples`` samples at the training temperature and
+    completion cap that are correct, the quantity RL optimizes), plus pass@k and the greedy summary.
+    Both go through the profile's generation cache, so a model measured once is free the next time."""
+    k_values = tuple(k for k in (1, 2, 4, 8, 16) if k <= profile.eval_samples)
+    greedy, greedy_scored = evaluate_model(model, tokenizer, rows, profile.max_new_tokens, profile.eval_batch_size,
+                                           cache_dir=profile.generation_cache_dir)
+    curve, sampled_scored = pass_at_k_curve(model, tokenizer, rows, profile.eval_samples, k_values,
+                                            profile.max_completion_length, temperature=profile.rl_temperature,
+                                            batch_size=profile.eval_batch_size, cache_dir=profile.generation_cache_dir)
+    return {"greedy": greedy, "greedy_correct": greedy_scored["correct"].astype(float), "greedy_scored": greedy_scored,
+            "sampled_rate": sampled_scored.groupby("prompt_index")["correct"].mean(), "sampled_scored": sampled_scored,
+            "pass@k": curve}
+
+
+def pass_rate_filter(model, tokenizer: PreTrainedTokenizerBase, candidates: list[dict], profile) -> tuple[pd.Series, list[dict]]:
+    """Choose RL training problems by the start model's measured pass rate (DAPO's dynamic sampling, done
+    once and offline): ``profile.rl_pass_rate_samples`` samples per candidate at the training temperature and
+    completion cap; a problem is kept when its pass rate is strictly between 0 and 1, the only problems whose
+    groups carry a gradient. Returns the pass rate per candidate and the kept rows. Cached like ``math_scores``,
+    so GRPO (notebook 5), RLOO (6) and DPO (7) select from the same measurement."""
+    _, scored = pass_at_k_curve(model, tokenizer, candidates, profile.rl_pass_rate_samples, (1,),
+                                profile.max_completion_length, temperature=profile.rl_temperature,
+                                batch_size=profile.eval_batch_size, cache_dir=profile.generation_cache_dir)
+    pass_rate = scored.groupby("prompt_index")["correct"].mean().rename("pass rate")
+    kept = [row for row, rate in zip(candidates, pass_rate) if 0 < rate < 1]
+    return pass_rate, kept
 
 
 def leaderboard_wide(results: list[dict], metrics: tuple[str, ...] = ("accuracy", "format_rate")) -> pd.DataFrame:

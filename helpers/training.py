@@ -177,11 +177,11 @@ def grpo_config(profile: Profile, output_dir: str | Path, **overrides) -> GRPOCo
 
 
 def run_grpo(model, tokenizer, train_dataset, reward_funcs: list, config: GRPOConfig,
-             peft_config: LoraConfig | None = None) -> GRPOTrainer:
+             peft_config: LoraConfig | None = None, callbacks: list | None = None) -> GRPOTrainer:
     """Train with TRL's GRPOTrainer (history CSV per step, resume as ``run_sft``)."""
     resume_from = prepare_run_dir(config.output_dir)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=config, train_dataset=train_dataset,
-                          processing_class=tokenizer, peft_config=peft_config)
+                          processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
     return train_with_history(trainer, resume_from)
 
 

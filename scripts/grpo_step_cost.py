@@ -18,14 +18,13 @@ import time
 import pandas as pd
 from datasets import Dataset
 from transformers import TrainerCallback
-from trl import GRPOTrainer
 
 from helpers.chat import task_prompt
 from helpers.config import cpu_has_native_bf16, get_profile, seed_everything
 from helpers.data import load_task
 from helpers.models import load_model, load_tokenizer
 from helpers.rewards import format_reward, math_accuracy_reward
-from helpers.training import grpo_config, lora_config
+from helpers.training import grpo_config, lora_config, run_grpo
 
 
 class StepClock(TrainerCallback):
@@ -47,6 +46,7 @@ SETTINGS = {
     "after: 4 x 4, 64 tokens, all-linear LoRA, fp32": (4, 4, 64, "all-linear", False),
     "after, bf16 autocast": (4, 4, 64, "all-linear", True),
 }
+EMULATED_BF16_STEPS = 2  # without native bf16 a step takes minutes: one warm-up step and one timed step
 
 
 def main() -> None:
@@ -62,19 +62,20 @@ def main() -> None:
     rows = list(train.select(range(min(64, len(train)))))
     dataset = Dataset.from_list([{"prompt": task_prompt(r), "answer": r["answer"]} for r in rows])
     native = cpu_has_native_bf16()
+    out = profile.data_dir("processed") / "grpo_step_cost.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
     results = []
     for name, (prompts, generations, max_tokens, target, bf16) in SETTINGS.items():
         seed_everything()
-        config = grpo_config(profile, profile.checkpoint_dir / "step_cost_run", max_steps=args.steps,
+        steps = EMULATED_BF16_STEPS if bf16 and not native else args.steps
+        config = grpo_config(profile, profile.checkpoint_dir / "step_cost_run", max_steps=steps,
                              num_generations=generations, per_device_train_batch_size=prompts * generations,
                              max_completion_length=max_tokens, learning_rate=5e-4, bf16=bf16, save_strategy="no",
                              reward_weights=[1.0, 0.2], logging_steps=1)
         clock = StepClock()
         model = load_model(start)
-        trainer = GRPOTrainer(model=model, reward_funcs=[math_accuracy_reward, format_reward], args=config,
-                              train_dataset=dataset, processing_class=tokenizer,
-                              peft_config=lora_config(target=target), callbacks=[clock])
-        trainer.train()
+        trainer = run_grpo(model, tokenizer, dataset, [math_accuracy_reward, format_reward], config,
+                           peft_config=lora_config(target=target), callbacks=[clock])
         counted = [(b, e) for b, e in zip(clock.marks[0::2], clock.marks[1::2])][1:]
         wall = sum(e[1] - b[1] for b, e in counted)
         cpu = sum(e[2] - b[2] for b, e in counted)
@@ -87,11 +88,9 @@ def main() -> None:
                         "completions per CPU-second": round(completions / cpu, 3),
                         "completions per wall-second": round(completions / wall, 3)})
         del trainer, model
-    table = pd.DataFrame(results).set_index("setting")
+        table = pd.DataFrame(results).set_index("setting")
+        table.to_csv(out)  # after every setting: an interrupted run keeps what it measured
     print(table.to_string())
-    out = profile.data_dir("processed") / "grpo_step_cost.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out)
 
 
 if __name__ == "__main__":

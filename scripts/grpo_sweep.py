@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/grpo_sweep.py --name filtered-lr5e-4 --steps 24 --lr 5e-4
     .venv/bin/python scripts/grpo_sweep.py --name unfiltered --no-filter
+    .venv/bin/python scripts/grpo_sweep.py --name notebook-5 --trained checkpoints/cpu/grpo   # score, don't train
 
 Notebook 5's settings were chosen with this script: each run starts from the SFT checkpoint (notebook 3),
 picks training prompts (by default those whose pass rate, from ``--k`` samples each, is strictly between 0 and 1),
@@ -13,10 +14,8 @@ at the training temperature), never on the test split. Results go to
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import time
-
-import numpy as np
 
 import pandas as pd
 from datasets import Dataset
@@ -24,27 +23,10 @@ from datasets import Dataset
 from helpers.chat import task_prompt
 from helpers.config import get_profile, seed_everything
 from helpers.data import load_task
-from helpers.evaluation import evaluate_model, paired_comparison, pass_at_k_curve, weights_fingerprint
+from helpers.evaluation import math_scores, paired_comparison, pass_rate_filter
 from helpers.models import load_model, load_tokenizer, merge_lora
 from helpers.rewards import format_reward, math_accuracy_reward
 from helpers.training import grpo_config, lora_config, run_grpo
-
-
-def sampled_rates(model, tokenizer, rows, profile, n_samples, max_new_tokens, seed=0, cache_key=None):
-    """Per-prompt share correct of ``n_samples`` samples; the start model's rates are cached between runs."""
-    cache = profile.data_dir("processed") / "grpo_sweep_rates.json"
-    known = json.loads(cache.read_text()) if cache.exists() else {}
-    key = None if cache_key is None else f"{cache_key}-{len(rows)}-{n_samples}-{max_new_tokens}-{seed}"
-    if key in known:
-        return np.array(known[key])
-    seed_everything(seed)
-    _, scored = pass_at_k_curve(model, tokenizer, rows, n_samples, (1,), max_new_tokens,
-                                temperature=profile.rl_temperature, batch_size=profile.eval_batch_size)
-    rates = scored.groupby("prompt_index")["correct"].mean().to_numpy()
-    if key is not None:
-        known[key] = rates.tolist()
-        cache.write_text(json.dumps(known))
-    return rates
 
 
 def main() -> None:
@@ -63,56 +45,55 @@ def main() -> None:
     parser.add_argument("--max-completion", type=int, default=64)
     parser.add_argument("--beta", type=float, default=0.0)
     parser.add_argument("--eval-samples", type=int, default=4)
+    parser.add_argument("--trained", default=None,
+                        help="a model already trained with these settings (e.g. notebook 5's checkpoints/cpu/grpo): "
+                             "score it on the validation split instead of training again")
     args = parser.parse_args()
 
-    profile = get_profile(args.profile)
+    # the sweep's sampling settings, as a profile: the start model's measurements then come from the same
+    # generation cache as the notebooks' (free the second time)
+    profile = dataclasses.replace(get_profile(args.profile), rl_candidate_prompts=args.candidates,
+                                  rl_pass_rate_samples=args.k, max_completion_length=args.max_completion,
+                                  eval_samples=args.eval_samples)
     sft_dir = profile.checkpoint_dir / "sft"
     tokenizer = load_tokenizer(str(sft_dir))
     model = load_model(str(sft_dir))
     validation = list(load_task("math", profile, split="validation"))
     record = {"name": args.name, **{k: v for k, v in vars(args).items() if k not in ("name", "profile")}}
     t0 = time.perf_counter()
-    start_key = weights_fingerprint(model)
 
-    train = load_task("math", profile, split="train").select(range(args.candidates))
+    candidates = list(load_task("math", profile, split="train").select(range(args.candidates)))
     if args.no_filter:
-        chosen = list(train)
+        chosen = candidates
     else:
-        seed_everything()
-        rates = sampled_rates(model, tokenizer, list(train), profile, args.k, args.max_completion,
-                              cache_key=f"train-{start_key}")
-        chosen = [row for row, rate in zip(train, rates) if 0 < rate < 1]
-        record["pass_rate_hist"] = pd.Series(rates).value_counts().sort_index().to_dict()
+        pass_rate, chosen = pass_rate_filter(model, tokenizer, candidates, profile)
+        record["pass_rate_hist"] = pass_rate.value_counts().sort_index().to_dict()
     record["train_prompts"] = len(chosen)
     record["filter_min"] = (time.perf_counter() - t0) / 60
+    before = math_scores(model, tokenizer, validation, profile)
 
-    _, greedy_before_scored = evaluate_model(model, tokenizer, validation, profile.max_new_tokens,
-                                             profile.eval_batch_size, cache_dir=profile.generation_cache_dir)
-    sampled_before = sampled_rates(model, tokenizer, validation, profile, args.eval_samples, args.max_completion,
-                                   cache_key=f"validation-{start_key}")
-
-    dataset = Dataset.from_list([{"prompt": task_prompt(row), "answer": row["answer"]} for row in chosen])
-    seed_everything()
-    config = grpo_config(profile, profile.checkpoint_dir / f"sweep_{args.name}", max_steps=args.steps,
-                         num_generations=args.generations,
-                         per_device_train_batch_size=args.generations * args.prompts_per_step,
-                         learning_rate=args.lr, max_completion_length=args.max_completion, beta=args.beta,
-                         reward_weights=[1.0, 0.2], save_strategy="no")
-    t1 = time.perf_counter()
-    trainer = run_grpo(model, tokenizer, dataset, [math_accuracy_reward, format_reward], config,
-                       peft_config=lora_config(r=args.rank, alpha=2 * args.rank, target=args.target))
-    record["train_min"] = (time.perf_counter() - t1) / 60
-    record["s_per_step"] = record["train_min"] * 60 / args.steps
-    history = pd.DataFrame([h for h in trainer.state.log_history if "reward" in h])
-    record["train_reward_first4"] = history["reward"].head(4).mean()
-    record["train_reward_last4"] = history["reward"].tail(4).mean()
-
-    merged = merge_lora(trainer.model)
-    _, greedy_after_scored = evaluate_model(merged, tokenizer, validation, profile.max_new_tokens,
-                                            profile.eval_batch_size, cache_dir=profile.generation_cache_dir)
-    sampled_after = sampled_rates(merged, tokenizer, validation, profile, args.eval_samples, args.max_completion)
-    greedy = paired_comparison(greedy_before_scored["correct"], greedy_after_scored["correct"])
-    sampled = paired_comparison(sampled_before, sampled_after)
+    if args.trained:
+        record["trained_by"] = args.trained
+        after = math_scores(load_model(args.trained), tokenizer, validation, profile)
+    else:
+        dataset = Dataset.from_list([{"prompt": task_prompt(row), "answer": row["answer"]} for row in chosen])
+        seed_everything()
+        config = grpo_config(profile, profile.checkpoint_dir / f"sweep_{args.name}", max_steps=args.steps,
+                             num_generations=args.generations,
+                             per_device_train_batch_size=args.generations * args.prompts_per_step,
+                             learning_rate=args.lr, max_completion_length=args.max_completion, beta=args.beta,
+                             reward_weights=[1.0, 0.2], save_strategy="no")
+        t1 = time.perf_counter()
+        trainer = run_grpo(model, tokenizer, dataset, [math_accuracy_reward, format_reward], config,
+                           peft_config=lora_config(r=args.rank, alpha=2 * args.rank, target=args.target))
+        record["train_min"] = (time.perf_counter() - t1) / 60
+        record["s_per_step"] = record["train_min"] * 60 / args.steps
+        history = pd.DataFrame([h for h in trainer.state.log_history if "reward" in h])
+        record["train_reward_first4"] = history["reward"].head(4).mean()
+        record["train_reward_last4"] = history["reward"].tail(4).mean()
+        after = math_scores(merge_lora(trainer.model), tokenizer, validation, profile)
+    greedy = paired_comparison(before["greedy_correct"], after["greedy_correct"])
+    sampled = paired_comparison(before["sampled_rate"], after["sampled_rate"])
     for metric, result in (("greedy", greedy), ("sampled", sampled)):
         for key in ("before", "after", "fixed", "broken", "ci_low", "ci_high"):
             record[f"{metric}_{key}"] = result[key]

@@ -124,6 +124,64 @@ def test_cached_evaluation_matches_a_fresh_one_and_generates_only_what_is_new(tm
     assert len(generated) == 5  # another token budget is another key
 
 
+def test_cached_sampling_equals_the_same_seeded_call_and_keys_on_every_setting(tmp_path, monkeypatch):
+    import helpers.evaluation as evaluation
+    from helpers.evaluation import pass_at_k_curve
+
+    model, tokenizer = load_model("tiny"), load_tokenizer("tiny")
+    rows = [{"prompt": f"{a}+{a}?", "answer": str(2 * a)} for a in range(3)]
+    settings = dict(n_samples=2, k_values=(1, 2), max_new_tokens=5, temperature=1.0, batch_size=3)
+    _, fresh = pass_at_k_curve(model, tokenizer, rows, seed=7, progress=False, **settings)
+    _, fresh_again = pass_at_k_curve(model, tokenizer, rows, seed=7, progress=False, **settings)
+    assert fresh["completion"].tolist() == fresh_again["completion"].tolist()  # a seed fixes the samples
+    calls = []
+    real_generate = evaluation.generate
+
+    def counting_generate(*args, **kwargs):
+        calls.append(kwargs.get("num_return_sequences"))
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "generate", counting_generate)
+    curve, first = pass_at_k_curve(model, tokenizer, rows, seed=7, cache_dir=tmp_path, progress=False, **settings)
+    curve_again, cached = pass_at_k_curve(model, tokenizer, rows, seed=7, cache_dir=tmp_path, progress=False,
+                                          **settings)
+    assert calls == [2]  # the second call came from the cache
+    assert first["completion"].tolist() == fresh["completion"].tolist() == cached["completion"].tolist()
+    assert curve == curve_again
+    for changed in ({"seed": 8}, {"temperature": 0.5}, {"max_new_tokens": 6}, {"batch_size": 2}):
+        pass_at_k_curve(model, tokenizer, rows, cache_dir=tmp_path, progress=False,
+                        **{**settings, "seed": 7, **changed})
+    assert calls == [2] * 5  # each setting is a key of its own
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] += 1e-3
+    pass_at_k_curve(model, tokenizer, rows, seed=7, cache_dir=tmp_path, progress=False, **settings)
+    assert len(calls) == 6  # other weights: generated again
+
+
+def test_pass_rate_filter_keeps_only_mixed_problems(tmp_path, monkeypatch):
+    import dataclasses
+
+    import helpers.evaluation as evaluation
+    from helpers.evaluation import pass_rate_filter
+
+    profile = dataclasses.replace(get_profile("tiny"), rl_pass_rate_samples=2)
+    monkeypatch.setattr(type(profile), "generation_cache_dir", property(lambda self: tmp_path))
+    rows = [{"prompt": "always", "answer": "1"}, {"prompt": "never", "answer": "1"}, {"prompt": "half", "answer": "1"}]
+    answers = {"always": ["1", "1"], "never": ["2", "3"], "half": ["1", "2"]}
+
+    def fake_generate(model, tokenizer, prompts, **kwargs):
+        def answers_to(prompt):
+            return next(group for word, group in answers.items() if word in prompt[-1]["content"])
+
+        return [f"<think>x</think>\n<answer>{a}</answer>" for p in prompts for a in answers_to(p)]
+
+    monkeypatch.setattr(evaluation, "generate", fake_generate)
+    monkeypatch.setattr(evaluation, "weights_fingerprint", lambda model: "fake")
+    pass_rate, kept = pass_rate_filter(None, load_tokenizer("tiny"), rows, profile)
+    assert pass_rate.tolist() == [1.0, 0.0, 0.5]
+    assert kept == [rows[2]]
+
+
 def test_generation_cache_skips_a_line_cut_short(tmp_path):
     from helpers.evaluation import GenerationCache
 

@@ -211,7 +211,7 @@ def test_preference_configs_build_on_every_profile(name, tmp_path):
     assert (dpo.beta, dpo.loss_type) == (0.1, ["sigmoid"])
     for config in (rm, rloo, dpo):
         assert config.report_to in ([], "none", ["none"]) and config.push_to_hub is False
-    assert profile.onpolicy_samples >= 2 and profile.onpolicy_prompts >= 1
+    assert profile.rl_pass_rate_samples >= 2 and profile.rl_candidate_prompts >= 1
 
 
 def test_reward_model_lora_trains_the_new_score_head():

@@ -59,7 +59,8 @@ def main() -> None:
     tokenizer = load_tokenizer(str(sft_dir))
     model = load_model(str(sft_dir))
     validation = list(load_task("math", profile, split="validation"))
-    record = {"name": args.name, **{k: v for k, v in vars(args).items() if k not in ("name", "profile")}}
+    record = {"name": args.name, **{k: v for k, v in vars(args).items() if k not in ("name", "profile")},
+              "validation_problems": len(validation)}
     t0 = time.perf_counter()
 
     candidates = list(load_task("math", profile, split="train").select(range(args.candidates)))

@@ -259,18 +259,30 @@ def test_save_stage_result_replaces_its_own_row(tmp_path, monkeypatch):
                                    "ci_high", "minutes"]
 
 
-def test_readme_results_come_from_the_committed_stage_results():
-    """The README's stage table is ``stage_results_markdown`` of the committed CSV, so it cannot go stale."""
-    from pathlib import Path
+@pytest.mark.parametrize("name", ["stage-results", "leaderboard", "grpo-step-cost", "grpo-sweep"])
+def test_readme_results_come_from_the_committed_result_files(name):
+    """Each README result block is what ``helpers.readme`` renders from the committed file, so it cannot go stale."""
+    from helpers.readme import BLOCKS, README, RESULTS_DIR, block
 
-    from helpers.evaluation import stage_results_markdown
+    readme = README.read_text(encoding="utf-8")
+    start, end = f"<!-- {name}:start -->\n", f"<!-- {name}:end -->"
+    assert (RESULTS_DIR / BLOCKS[name][0]).exists(), f"{BLOCKS[name][0]} is not committed"
+    assert start in readme and end in readme
+    assert readme.split(start, 1)[1].split(end, 1)[0].strip() == block(name)
 
-    root = Path(__file__).parent.parent
-    csv = root / "data" / "processed" / "cpu" / "stage_results.csv"
-    readme = (root / "README.md").read_text(encoding="utf-8")
-    start, end = "<!-- stage-results:start -->\n", "<!-- stage-results:end -->"
-    assert csv.exists() and start in readme and end in readme
-    assert readme.split(start, 1)[1].split(end, 1)[0].strip() == stage_results_markdown(csv).strip()
+
+def test_readme_blocks_are_replaced_in_place(tmp_path):
+    from helpers.readme import render_readme
+
+    (tmp_path / "stage_results.csv").write_text(
+        "stage,task,metric,n,before,after,fixed,broken,ci_low,ci_high,minutes\n"
+        "sft,math,greedy,2,0.0,0.5,1,0,0.0,1.0,1.0\n")
+    text = "intro\n<!-- stage-results:start -->\nold\n<!-- stage-results:end -->\nrest\n<!-- grpo-sweep:start -->\nx\n<!-- grpo-sweep:end -->\n"
+    rendered = render_readme(text, tmp_path)
+    assert rendered.startswith("intro\n<!-- stage-results:start -->\n| stage |") and "old" not in rendered
+    assert "+50.0 points" in rendered and rendered.count("rest") == 1
+    assert "(no `grpo_sweep.csv` committed yet)" in rendered
+    assert render_readme(rendered, tmp_path) == rendered  # rendering twice changes nothing
 
 
 def test_stage_results_markdown(tmp_path):

@@ -1,0 +1,64 @@
+"""The README's results, rendered from the committed result files so that they cannot go stale.
+
+Each table sits in the README between ``<!-- name:start -->`` and ``<!-- name:end -->``.
+``python -m helpers.readme`` rewrites every block from ``data/processed/cpu/``; a test checks that the
+README equals what the files give.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from helpers.config import DATA_DIR, REPO_ROOT
+from helpers.evaluation import describe_change, markdown_table, stage_results_markdown
+
+RESULTS_DIR = DATA_DIR / "processed" / "cpu"
+README = REPO_ROOT / "README.md"
+
+
+def _change(row: pd.Series, metric: str) -> str:
+    result = {k: row[f"{metric}_{k}"] for k in ("before", "after", "ci_low", "ci_high")}
+    return (f"{result['before']:.1%} → {result['after']:.1%} ({int(row[f'{metric}_fixed'])} up / "
+            f"{int(row[f'{metric}_broken'])} down), {describe_change(result)}")
+
+
+def grpo_sweep_markdown(path: Path) -> str:
+    """One row per GRPO configuration scored on the validation split by ``scripts/grpo_sweep.py``."""
+    sweep = pd.read_csv(path)
+    rows = [{"configuration": r["name"], "training problems": int(r["train_prompts"]), "steps": int(r["steps"]),
+             "learning rate": r["lr"], "beta": r["beta"], "validation problems": int(r["validation_problems"]),
+             "greedy": _change(r, "greedy"), "sampled": _change(r, "sampled")} for _, r in sweep.iterrows()]
+    return markdown_table(pd.DataFrame(rows), float_format="{:g}", index=False)
+
+
+BLOCKS = {
+    "stage-results": ("stage_results.csv", stage_results_markdown),
+    "leaderboard": ("leaderboard.md", lambda path: path.read_text(encoding="utf-8")),
+    "grpo-step-cost": ("grpo_step_cost.csv",
+                       lambda path: markdown_table(pd.read_csv(path, index_col=0), float_format="{:.3g}")),
+    "grpo-sweep": ("grpo_sweep.csv", grpo_sweep_markdown),
+}
+
+
+def block(name: str, results_dir: Path = RESULTS_DIR) -> str:
+    """The Markdown of one README block, or a line saying the file is not committed yet."""
+    file_name, render = BLOCKS[name]
+    path = results_dir / file_name
+    return render(path).strip() if path.exists() else f"(no `{file_name}` committed yet)"
+
+
+def render_readme(text: str, results_dir: Path = RESULTS_DIR) -> str:
+    """``text`` with every block that it contains replaced by ``block(name)``."""
+    for name in BLOCKS:
+        start, end = f"<!-- {name}:start -->\n", f"<!-- {name}:end -->"
+        if start in text and end in text:
+            head, rest = text.split(start, 1)
+            text = head + start + block(name, results_dir) + "\n" + end + rest.split(end, 1)[1]
+    return text
+
+
+if __name__ == "__main__":
+    README.write_text(render_readme(README.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"rewrote the result blocks of {README.name}")

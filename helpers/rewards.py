@@ -342,13 +342,21 @@ def _clean_candidate(candidate: str) -> str:
 def _phrase_candidates(text: str) -> tuple[int, str] | None:
     """Last 'The answer is ...' / 'Answer: ...' / '#### ...' capture (position, cleaned text)."""
     found: tuple[int, str] | None = None
-    phrases = list(_ANSWER_PHRASE_RE.finditer(text)) if "nswer" in text or "NSWER" in text else []
-    for m in reversed(phrases):
-        cand = _clean_candidate(text[m.end() : m.end() + MAX_PHRASE_CHARS].split("\n", 1)[0])
-        # a phrase like "let me check my answer: first I ..." is prose, not an answer
-        if cand and (any(c.isdigit() for c in cand) or len(cand) <= 20):
-            found = (m.start(), cand)
-            break
+    # The last phrase wins, so read from the end: whole lines in growing windows (a phrase never spans a
+    # line), so a 100,000-line completion costs the scan of its last lines, not of all of it.
+    end, window = (len(text), 4096) if "nswer" in text or "NSWER" in text else (0, 0)
+    while found is None and end > 0:
+        start = 0 if end <= window else text.rfind("\n", 0, end - window) + 1
+        for m in reversed(list(_ANSWER_PHRASE_RE.finditer(text, start, end))):
+            rest = text[m.end() : m.end() + MAX_PHRASE_CHARS].split("\n", 1)[0]
+            if not rest.strip():  # nothing after the phrase on its line ("Answer:" then a line break)
+                continue
+            cand = _clean_candidate(rest)
+            # a phrase like "let me check my answer: first I ..." is prose, not an answer
+            if cand and (any(c.isdigit() for c in cand) or len(cand) <= 20):
+                found = (m.start(), cand)
+                break
+        end, window = start, 2 * window
     if "####" in text:
         gsm = None
         for m in _GSM8K_RE.finditer(text):

@@ -14,6 +14,7 @@ import datasets
 import pytest
 
 from helpers import data
+from helpers.data import math_problems
 from helpers.config import get_profile
 from helpers.rewards import (
     answers_match,
@@ -206,8 +207,8 @@ def test_difficulty_one_is_small_and_one_step():
 
 
 def test_math_traces_end_in_the_answer():
-    for problem in data._math_problems(300, seed=9):
-        trace = data._math_trace(problem)
+    for problem in math_problems.sample_math_problems(300, seed=9):
+        trace = math_problems.math_trace(problem)
         think, answer = THINK_TAG.match(trace).groups()
         assert answer == problem.answer and len(think) <= data.THINK_CHAR_BUDGET
         assert think.endswith(f"{problem.steps[-1].label.capitalize()}: {problem.steps[-1].text()}.")
@@ -345,7 +346,8 @@ def test_normalize_numina_openr1_math500_rows():
         data.normalize_numina_row({"problem": "p", "solution": "no box"})
     assert data.normalize_openr1_row({"problem": "p", "solution": "s", "answer": " 7 "})["answer"] == "7"
     assert data.normalize_math500_row({"problem": "p", "solution": "s", "answer": "7", "level": 4})["difficulty"] == 4
-    assert data.last_boxed("none") is None and data.last_boxed(r"\boxed{1") is None
+    with pytest.raises(ValueError, match="boxed"):  # an unbalanced box is no answer
+        data.normalize_numina_row({"problem": "p", "solution": r"so \boxed{1"})
 
 
 def test_normalize_countdown_and_trace_rows():

@@ -12,12 +12,15 @@ newline the template puts after it.
 
 from __future__ import annotations
 
+import html
 import warnings
 from dataclasses import dataclass
 
 import torch
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
+
+from helpers.data.prompts import countdown_prompt, math_prompt  # the task wording lives with the data
 
 IGNORE_INDEX = -100
 
@@ -38,8 +41,6 @@ def task_prompt(row: dict, system_prompt: str | None = R1_SYSTEM_PROMPT) -> list
     """The conversational prompt for one dataset row of any task: Countdown (``nums``, ``target``),
     math (``prompt`` text with an ``answer``), a preference row (``prompt`` as messages), or a
     conversation (``messages``: everything before the last assistant turn)."""
-    from helpers.data import countdown_prompt, math_prompt  # the task wording lives with the data
-
     if "nums" in row and "target" in row:
         return prompt_messages(countdown_prompt(row["nums"], row["target"]), system_prompt)
     if isinstance(row.get("prompt"), str):
@@ -191,8 +192,6 @@ class PaddingCollator:
 
 def render_masked_html(tokenizer: PreTrainedTokenizerBase, example: dict) -> str:
     """HTML of a tokenized example: trained tokens on green, masked tokens grey, token borders visible."""
-    import html
-
     spans = []
     for token_id, label in zip(example["input_ids"], example["labels"]):
         text = html.escape(tokenizer.decode([token_id])).replace("\n", "\\n<br>")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +79,6 @@ class Profile:
     eval_countdown_prompts: int  # held-out Countdown prompts per checkpoint (notebook 9)
     passk_prompts: int  # held-out math prompts sampled for the pass@k curves
     passk_samples: int  # samples per prompt for pass@k (k goes up to this)
-    extras: dict = field(default_factory=dict)
 
     @property
     def torch_dtype(self) -> torch.dtype:

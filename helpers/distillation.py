@@ -28,8 +28,12 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from helpers.chat import task_prompt
 from helpers.config import Profile
-from helpers.evaluation import generate, score_generations
+from helpers.data import reference_trace
+from helpers.evaluation import score_generations
+from helpers.generation import sample_completions
+from helpers.jsonl import append_jsonl, read_jsonl
 
 # Stages that can serve as teacher / starting point, best first (notebook 8 falls back along this list).
 TEACHER_PREFERENCE = ("grpo", "rloo", "dpo", "sft")
@@ -61,21 +65,16 @@ def best_checkpoint(profile: Profile, preference: Sequence[str] = TEACHER_PREFER
 # ---------------------------------------------------------------------------------------------
 
 
-def sample_completions(model, tokenizer, rows: list[dict], n_samples: int, max_new_tokens: int,
-                       temperature: float = 0.8, batch_size: int = 16, progress: bool = True) -> pd.DataFrame:
+def sample_scored(model, tokenizer, rows: list[dict], n_samples: int, max_new_tokens: int,
+                  temperature: float = 0.8, batch_size: int = 16, progress: bool = True) -> pd.DataFrame:
     """``n_samples`` sampled completions for each row's task prompt, scored: one row per completion
     (``prompt_index``, ``sample``, ``format_ok``, ``correct``, ``length_chars``, ``completion``, ...).
 
     ``batch_size`` counts prompts; each batch generates ``batch_size * n_samples`` sequences.
     """
-    from helpers.chat import task_prompt
-
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    prompts = [task_prompt(row) for row in rows]
-    completions = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                           do_sample=True, temperature=temperature, num_return_sequences=n_samples, progress=progress)
-    scored = score_generations(completions, rows)
+    groups = sample_completions(model, tokenizer, [task_prompt(row) for row in rows], n_samples, max_new_tokens,
+                                temperature=temperature, batch_size=batch_size, progress=progress)
+    scored = score_generations([text for group in groups for text in group], rows)
     scored.insert(1, "sample", [i % n_samples for i in range(len(scored))])
     return scored
 
@@ -120,23 +119,8 @@ def rejection_summary(scored: pd.DataFrame, kept: pd.DataFrame) -> dict:
 
 def to_sft_rows(rows: list[dict], kept: pd.DataFrame) -> list[dict]:
     """Kept completions as TRL's conversational prompt-completion rows (the prompt has the R1 system prompt)."""
-    from helpers.chat import task_prompt
-
     return [{"prompt": task_prompt(rows[int(index)]), "completion": [{"role": "assistant", "content": text}]}
             for index, text in zip(kept["prompt_index"], kept["completion"])]
-
-
-def reference_trace(row: dict) -> str:
-    """A row's own worked solution in the R1 format: the math ``solution`` (its closing "The answer is"
-    line moved into ``<answer>``), or the solver's search trace for a Countdown row."""
-    from helpers.data import countdown_trace
-
-    if "nums" in row and "target" in row:
-        return countdown_trace(list(row["nums"]), int(row["target"]), give_up_share=0.0)
-    lines = [line for line in str(row.get("solution", "")).strip().splitlines()
-             if not line.strip().lower().startswith("the answer is")]
-    think = "\n".join(lines).strip() or f"The answer is {row['answer']}."
-    return f"<think>\n{think}\n</think>\n<answer>{row['answer']}</answer>"
 
 
 def reference_completions(rows: list[dict]) -> pd.DataFrame:
@@ -145,23 +129,6 @@ def reference_completions(rows: list[dict]) -> pd.DataFrame:
     scored = score_generations([reference_trace(row) for row in rows], rows)
     scored.insert(1, "sample", 0)
     return scored
-
-
-def write_jsonl(records: Sequence[Mapping], path: str | Path) -> Path:
-    """Write ``records`` as JSON lines, replacing the file (re-running never appends twice)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    with Path(path).open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,8 +188,9 @@ class TeacherClient:
         self.requests_made = 0
         self._cache: dict[str, str] = {}
         if self.cache_path.exists():
-            for record in read_jsonl(self.cache_path):
-                self._cache[record["key"]] = record["completion"]
+            for record in read_jsonl(self.cache_path):  # skips a line cut short by an interrupted run
+                if isinstance(record.get("key"), str) and isinstance(record.get("completion"), str):
+                    self._cache[record["key"]] = record["completion"]
 
     @property
     def url(self) -> str:
@@ -268,10 +236,8 @@ class TeacherClient:
         key = self._key(messages)
         if key not in self._cache:
             completion = self._post(messages)
-            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            with self.cache_path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"key": key, "model": self.config.model, "messages": messages,
-                                    "completion": completion}, ensure_ascii=False) + "\n")
+            append_jsonl([{"key": key, "model": self.config.model, "messages": messages, "completion": completion}],
+                         self.cache_path)
             self._cache[key] = completion
         return self._cache[key]
 

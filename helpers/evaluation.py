@@ -1,203 +1,24 @@
-"""Batched generation and scoring: format rate, accuracy, completion length.
+"""Evaluation: score completions (format rate, accuracy, length), compare before and after, pass@k, leaderboard.
 
-Generation pads on the left (every prompt then ends where the new tokens begin) and stops at the
-end-of-turn token. Scores come from ``helpers.rewards``, the same functions the RL notebooks train on.
-
-Evaluations can go through a ``GenerationCache``: the same weights on the same prompt with the same token
-budget are generated once (greedy), and a seeded sampling call is stored whole, so a checkpoint evaluated in
-one notebook costs nothing when the next notebook (or the leaderboard) evaluates it again, and an
-interrupted greedy evaluation resumes.
+Completions come from ``helpers.generation`` (batched, cached per model fingerprint); scores come from
+``helpers.rewards``, the same functions the RL notebooks train on. ``paired_comparison`` is the one statistic
+every before/after table uses: counts fixed and broken and a seeded bootstrap 95% interval over prompts.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from helpers import rewards
-
-
-def end_of_turn_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Token ids that end an assistant turn: ``<|im_end|>`` (ChatML) and the eos token."""
-    ids = {tokenizer.eos_token_id}
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
-        ids.add(im_end)
-    return sorted(i for i in ids if i is not None)
-
-
-@torch.inference_mode()
-def generate(model, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]], max_new_tokens: int = 128,
-             batch_size: int = 16, do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-             num_return_sequences: int = 1, progress: bool = True) -> list[str]:
-    """Generate a completion for each conversational prompt (``num_return_sequences`` each, in order).
-
-    Greedy by default; ``do_sample=True`` samples with ``temperature`` and ``top_p``.
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-    previous_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    completions: list[str] = []
-    try:
-        batches = range(0, len(texts), batch_size)
-        for start in tqdm(batches, desc="generating", disable=not progress, leave=False):
-            batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(device)
-            sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
-            inputs, copies = dict(batch), num_return_sequences
-            if num_return_sequences > 1 and batch["input_ids"].shape[1] > 1:
-                inputs, copies = _read_prompts_once(model, batch, num_return_sequences), 1
-            output = model.generate(
-                **inputs,
-                max_new_tokens=max_new_tokens,
-                num_return_sequences=copies,
-                eos_token_id=end_of_turn_ids(tokenizer),
-                pad_token_id=tokenizer.pad_token_id,
-                **sampling,
-            )
-            new_tokens = output[:, batch["input_ids"].shape[1]:]
-            completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = previous_side
-    return completions
-
-
-def _read_prompts_once(model, batch, copies: int) -> dict:
-    """``generate``'s inputs for ``copies`` samples of each prompt, with the prompts read by the model only once.
-
-    ``generate(num_return_sequences=k)`` copies each prompt k times *before* reading it, so a prompt of 130
-    tokens is processed k times; on a CPU that is a third of the cost of sampling 4 answers of 64 tokens. Here
-    the prompt minus its last token goes through the model once, its key/value cache is copied k times, and
-    ``generate`` continues from the cache (it only reads the tokens the cache lacks). Position ids follow the
-    left padding exactly as ``generate`` computes them, so the result is the same as without the shortcut.
-    """
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-    prefix = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True,
-                   logits_to_keep=1)
-    cache = prefix.past_key_values
-    cache.batch_repeat_interleave(copies)
-    return {"input_ids": ids.repeat_interleave(copies, dim=0), "attention_mask": mask.repeat_interleave(copies, dim=0),
-            "past_key_values": cache}
-
-
-def weights_fingerprint(model) -> str:
-    """A hash of every weight and its name: the same weights, in memory or reloaded from disk, give the
-    same fingerprint; one changed value gives another. About a second for a 135M-parameter model."""
-    digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-class GenerationCache:
-    """Completions on disk, one JSON-lines file per model fingerprint under ``directory`` (greedy ones keyed
-    per prompt; a seeded sampling call as one entry, see ``generate_sampled_cached``).
-
-    A key covers everything greedy decoding depends on besides the weights: the chat-rendered prompt and
-    the token budget. Entries are appended batch by batch, so an interrupted evaluation keeps what it
-    finished; an unreadable last line (a write cut short) is skipped.
-    """
-
-    def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
-
-    @staticmethod
-    def key(prompt_text: str, max_new_tokens: int) -> str:
-        return hashlib.sha1(f"{max_new_tokens}\n{prompt_text}".encode()).hexdigest()
-
-    def _path(self, fingerprint: str) -> Path:
-        return self.directory / f"{fingerprint}.jsonl"
-
-    def load(self, fingerprint: str) -> dict[str, str]:
-        path = self._path(fingerprint)
-        found: dict[str, str] = {}
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    entry = json.loads(line)
-                    found[entry["key"]] = entry["completion"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue
-        return found
-
-    def add(self, fingerprint: str, entries: dict[str, str]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self._path(fingerprint)
-        # after a write cut short, start on a new line so the first new entry is not glued to the broken one
-        cut_short = False
-        if path.exists() and path.stat().st_size > 0:
-            with path.open("rb") as existing:
-                existing.seek(-1, 2)
-                cut_short = existing.read(1) != b"\n"
-        with path.open("a", encoding="utf-8") as handle:
-            if cut_short:
-                handle.write("\n")
-            handle.writelines(json.dumps({"key": k, "completion": v}) + "\n" for k, v in entries.items())
-
-
-def generate_sampled_cached(model, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]], n_samples: int,
-                            max_new_tokens: int, temperature: float, batch_size: int, cache: GenerationCache,
-                            seed: int, progress: bool = True) -> list[str]:
-    """``generate`` with sampling, seeded, through ``cache``: one entry holds the whole call's completions.
-
-    A sampled completion depends on the seed and on which prompts share a batch, so the key covers the
-    rendered prompts, the number of samples, the budget, the temperature, the batch size and the seed; the
-    same call with the same weights then costs nothing the second time (notebook 6 re-measures notebook 5's
-    start model this way)."""
-    from helpers.config import seed_everything
-
-    fingerprint = weights_fingerprint(model)
-    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-    settings = json.dumps({"n": n_samples, "budget": max_new_tokens, "temperature": temperature,
-                           "batch": batch_size, "seed": seed, "prompts": texts})
-    key = "sampled:" + hashlib.sha1(settings.encode()).hexdigest()
-    known = cache.load(fingerprint)
-    if key in known:
-        return json.loads(known[key])
-    seed_everything(seed)
-    completions = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                           do_sample=True, temperature=temperature, num_return_sequences=n_samples, progress=progress)
-    cache.add(fingerprint, {key: json.dumps(completions)})
-    return completions
-
-
-def generate_greedy_cached(model, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]], max_new_tokens: int,
-                           batch_size: int, cache: GenerationCache, progress: bool = True) -> list[str]:
-    """``generate`` (greedy) for the prompts ``cache`` has not seen with these weights; the rest come from it.
-
-    A cached completion may have been generated in a different batch; padding can change the last digits
-    of the logits, so in rare near-ties it may differ from a fresh run by a token."""
-    fingerprint = weights_fingerprint(model)
-    known = cache.load(fingerprint)
-    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-    keys = [cache.key(text, max_new_tokens) for text in texts]
-    first_missing: dict[str, int] = {}
-    for index, key in enumerate(keys):
-        if key not in known:
-            first_missing.setdefault(key, index)
-    todo = list(first_missing.values())
-    starts = range(0, len(todo), batch_size)
-    for start in tqdm(starts, desc=f"generating ({len(prompts) - len(todo)} cached)", disable=not progress or not todo,
-                      leave=False):
-        chunk = todo[start:start + batch_size]
-        fresh = generate(model, tokenizer, [prompts[i] for i in chunk], max_new_tokens=max_new_tokens,
-                         batch_size=batch_size, progress=False)
-        new = {keys[i]: text for i, text in zip(chunk, fresh)}
-        cache.add(fingerprint, new)
-        known.update(new)
-    return [known[key] for key in keys]
+from helpers.chat import R1_SYSTEM_PROMPT, task_prompt
+from helpers.generation import GenerationCache, generate, generate_greedy_cached, sample_completions
+from helpers.models import CheckpointNotFoundError, load_model, load_tokenizer, resolve_model_name
 
 
 def score_completion(completion: str, row: dict) -> dict:
@@ -340,8 +161,6 @@ def evaluate_model(model, tokenizer: PreTrainedTokenizerBase, rows: list[dict], 
 
     With ``cache_dir`` (notebooks pass ``profile.generation_cache_dir``), completions these exact weights
     already produced for these prompts are reused (``GenerationCache``)."""
-    from helpers.chat import R1_SYSTEM_PROMPT, task_prompt
-
     prompts = [task_prompt(row, system_prompt or R1_SYSTEM_PROMPT) for row in rows]
     if cache_dir is None:
         completions = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
@@ -362,9 +181,6 @@ def evaluate(name, rows: list[dict], task: str, profile, label: str | None = Non
     completions go through the profile's generation cache: weights evaluated before cost nothing.
     A missing checkpoint gives a row with ``status="missing"`` and no metrics, never zeros.
     """
-    from helpers.chat import task_prompt
-    from helpers.models import CheckpointNotFoundError, load_model, load_tokenizer, resolve_model_name
-
     label = label or Path(str(name)).name
     try:
         resolve_model_name(name)
@@ -378,24 +194,14 @@ def evaluate(name, rows: list[dict], task: str, profile, label: str | None = Non
     row = {"model": label, "task": task, "status": "ok", **summary,
            "reasoning_quality": float(scored["reasoning_quality"].mean())}
     if n_samples:
-        prompts = [task_prompt(r) for r in rows]
-        samples = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=profile.eval_batch_size,
-                           do_sample=True, temperature=temperature, num_return_sequences=n_samples)
-        sampled = score_generations(samples, rows).assign(decoding=f"sampled T={temperature}")
-        correct_per_prompt = sampled.groupby("prompt_index")["correct"].sum()
-        for k in k_values:
-            row[f"pass@{k}"] = float(correct_per_prompt.map(lambda c: pass_at_k(n_samples, int(c), k)).mean())
-        scored = pd.concat([scored, sampled], ignore_index=True)
+        curve, sampled = pass_at_k_curve(model, tokenizer, rows, n_samples, k_values, max_new_tokens,
+                                         temperature=temperature, batch_size=profile.eval_batch_size)
+        row.update({f"pass@{k}": value for k, value in curve.items()})
+        scored = pd.concat([scored, sampled.assign(decoding=f"sampled T={temperature}")], ignore_index=True)
     out_dir = profile.data_dir("processed")
     out_dir.mkdir(parents=True, exist_ok=True)
     scored.to_json(out_dir / f"eval_{label}_{task}.jsonl", orient="records", lines=True)
     return row
-
-
-def leaderboard(results: list[dict]) -> pd.DataFrame:
-    """One row per (model, task); missing checkpoints stay visible as ``missing`` with empty metrics."""
-    table = pd.DataFrame(results)
-    return table.set_index(["model", "task"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,26 +216,15 @@ def pass_at_k_curve(model, tokenizer: PreTrainedTokenizerBase, rows: list[dict],
     """``{k: pass@k}`` from ``n_samples`` sampled completions per row (the unbiased estimator, averaged
     over prompts), and the scored samples. ``batch_size`` counts prompts (each brings ``n_samples``).
 
-    ``seed`` seeds the sampling (otherwise the caller's random state is used); with ``cache_dir`` the
-    samples go through ``generate_sampled_cached`` (seed ``DEFAULT_SEED`` unless given)."""
-    from helpers.chat import task_prompt
-    from helpers.config import DEFAULT_SEED, seed_everything
-
+    ``seed`` and ``cache_dir`` as in ``helpers.generation.sample_completions``."""
     if any(not 1 <= k <= n_samples for k in k_values):
         raise ValueError(f"every k must be between 1 and n_samples={n_samples}, got {k_values}")
-    prompts = [task_prompt(row) for row in rows]
-    if cache_dir is not None:
-        samples = generate_sampled_cached(model, tokenizer, prompts, n_samples, max_new_tokens, temperature,
-                                          batch_size, GenerationCache(cache_dir),
-                                          DEFAULT_SEED if seed is None else seed, progress=progress)
-    else:
-        if seed is not None:
-            seed_everything(seed)
-        samples = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                           do_sample=True, temperature=temperature, num_return_sequences=n_samples, progress=progress)
-    scored = score_generations(samples, rows)
+    groups = sample_completions(model, tokenizer, [task_prompt(row) for row in rows], n_samples, max_new_tokens,
+                                temperature=temperature, batch_size=batch_size, progress=progress,
+                                cache_dir=cache_dir, seed=seed)
+    scored = score_generations([text for group in groups for text in group], rows)
     correct = scored.groupby("prompt_index")["correct"].sum()
-    curve = {k: float(correct.map(lambda c: pass_at_k(n_samples, int(c), k)).mean()) for k in k_values}
+    curve = {k: float(correct.map(lambda c, k=k: pass_at_k(n_samples, int(c), k)).mean()) for k in k_values}
     return curve, scored
 
 
@@ -559,8 +354,6 @@ def arithmetic_checks(text: str) -> list[dict]:
     is fine). Thousands separators are dropped first. Nothing is ever ``eval``-ed: values come from
     ``helpers.rewards.evaluate_equation``.
     """
-    from fractions import Fraction
-
     text = _THOUSANDS_SEP_RE.sub("", str(text)[:_MAX_CHECKED_CHARS])
     for old, new in (("×", "*"), ("÷", "/"), ("−", "-"), ("\\times", "*"), ("\\cdot", "*"), ("\\div", "/")):
         text = text.replace(old, new)

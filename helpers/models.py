@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 
 import torch
+from peft import AutoPeftModelForCausalLM, LoraConfig, get_peft_model
+from tokenizers import AddedToken, normalizers
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -28,8 +30,9 @@ from transformers import (
     PreTrainedTokenizerFast,
     Qwen2Config,
 )
+from transformers.convert_slow_tokenizer import TikTokenConverter
 
-from helpers.config import CHECKPOINT_DIR, PROFILES, Profile, seed_everything
+from helpers.config import CHECKPOINT_DIR, PROFILES, Profile, get_profile, seed_everything
 
 QWEN_TOKENIZER_DIR = CHECKPOINT_DIR / "tokenizers" / "qwen2.5"
 SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -197,9 +200,6 @@ def build_qwen_tokenizer() -> PreTrainedTokenizerFast:
     The 151,643 ranks become a byte-level BPE with Qwen2's split pattern and NFC normalization;
     the special tokens are then added in Qwen2.5's order so that they land on their real ids.
     """
-    from tokenizers import AddedToken, normalizers
-    from transformers.convert_slow_tokenizer import TikTokenConverter
-
     backend = TikTokenConverter(
         vocab_file=str(_qwen_tiktoken_path()), pattern=QWEN2_SPLIT_PATTERN, additional_special_tokens=[]
     ).converted()
@@ -361,39 +361,21 @@ def load_tokenizer(name: str | os.PathLike) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def _quantization_config(quant: str | None):
-    if quant is None:
-        return None
-    if quant not in ("4bit", "8bit"):
-        raise ValueError(f"quant must be None, '4bit' or '8bit', not {quant!r}")
-    if not torch.cuda.is_available():
-        raise ValueError(f"quant={quant!r} needs a CUDA GPU (bitsandbytes); on CPU load the model with quant=None")
-    from transformers import BitsAndBytesConfig
-
-    if quant == "4bit":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
-    return BitsAndBytesConfig(load_in_8bit=True)
-
-
-def load_model(name: str | os.PathLike, quant: str | None = None, lora_cfg=None, dtype: torch.dtype | None = None):
+def load_model(name: str | os.PathLike, lora_cfg=None, dtype: torch.dtype | None = None):
     """Load a causal LM by profile name, local checkpoint or Hub id.
 
-    ``quant``: ``None``, ``"4bit"`` or ``"8bit"`` (GPU only). ``lora_cfg``: a ``peft.LoraConfig`` (or a
-    dict of its fields) to wrap the model in a fresh trainable adapter. A folder holding a saved
-    adapter (``adapter_config.json``) loads as base model + adapter.
+    ``dtype`` defaults to the profile's (the named profile, else the current one: ``get_profile()``).
+    ``lora_cfg``: a ``peft.LoraConfig`` (or a dict of its fields) to wrap the model in a fresh trainable
+    adapter. A folder holding a saved adapter (``adapter_config.json``) loads as base model + adapter.
     """
     source = resolve_model_name(name)
     if dtype is None:
-        dtype = PROFILES[str(name)].torch_dtype if str(name) in PROFILES else (
-            torch.bfloat16 if torch.cuda.is_available() else torch.float32
-        )
-    kwargs = {"dtype": dtype, "quantization_config": _quantization_config(quant)}
+        dtype = (PROFILES[str(name)] if str(name) in PROFILES else get_profile()).torch_dtype
+    kwargs = {"dtype": dtype}
     if torch.cuda.is_available():
         kwargs["device_map"] = "auto"
     try:
         if (Path(source) / "adapter_config.json").exists():
-            from peft import AutoPeftModelForCausalLM
-
             model = AutoPeftModelForCausalLM.from_pretrained(source, **kwargs)
         else:
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
@@ -402,8 +384,6 @@ def load_model(name: str | os.PathLike, quant: str | None = None, lora_cfg=None,
             raise
         raise _hub_error(source, err) from err
     if lora_cfg is not None:
-        from peft import LoraConfig, get_peft_model
-
         config = lora_cfg if isinstance(lora_cfg, LoraConfig) else LoraConfig(**lora_cfg)
         model = get_peft_model(model, config)
     return model

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import ListedColormap
 
 from helpers.config import Profile
 
@@ -70,9 +72,6 @@ def plot_batch_layout(attention_mask, labels, title: str | None = None, row_labe
     ``attention_mask`` and ``labels`` are the collator's ``(batch, length)`` tensors or nested lists;
     ``row_labels`` names the examples (default ``example 0``, ``example 1``, ...).
     """
-    import numpy as np
-    from matplotlib.colors import ListedColormap
-
     attention = np.asarray(attention_mask)
     targets = np.asarray(labels)
     if attention.shape != targets.shape or attention.ndim != 2:
@@ -110,8 +109,6 @@ def plot_token_lengths(lengths: dict[str, dict[str, list[int]]], limits: dict[st
     "completion": [...]}}``); a part keeps its colour in every panel. ``limits`` (``{label: tokens}``)
     draws a dashed line in every panel, e.g. the generation budget a completion has to fit.
     """
-    import numpy as np
-
     tasks = [task for task, parts in lengths.items() if any(len(v) for v in parts.values())]
     if not tasks:
         raise ValueError("no lengths to plot")
@@ -184,8 +181,6 @@ def plot_metric_bars(table, metrics: dict[str, str], status_column: str = "statu
     checkpoint that does not exist, ``status`` not ``ok``) gets no bar but the word *missing* at its
     place, so it never reads as a zero.
     """
-    import numpy as np
-
     present = {column: label for column, label in metrics.items() if column in table}
     if not present:
         raise ValueError(f"none of the columns {list(metrics)} is in the table")
@@ -244,8 +239,6 @@ def plot_pass_at_k(curves: dict[str, dict[int, float]], title: str = "pass@k on 
 def plot_failure_breakdown(table, title: str = "What went wrong (greedy completions)") -> plt.Figure:
     """Stacked horizontal bars, one per model: the share of completions that are correct or fail on format,
     arithmetic or reasoning (the columns of ``helpers.evaluation.failure_table``)."""
-    import numpy as np
-
     columns = [c for c in FAILURE_COLORS if c in table]
     if not columns or table.empty:
         raise ValueError("the table needs rows and at least one of the columns " + ", ".join(FAILURE_COLORS))
@@ -274,9 +267,7 @@ def plot_failure_breakdown(table, title: str = "What went wrong (greedy completi
 def plot_rejection_sampling(scored, kept, n_samples: int) -> plt.Figure:
     """Two panels for a rejection-sampling run: how many prompts got 0..k verified samples (only prompts
     with at least one can be harvested), and the lengths of all verified samples against the kept ones
-    (shortest first). ``scored``: ``helpers.distillation.sample_completions``; ``kept``: ``select_verified``."""
-    import numpy as np
-
+    (shortest first). ``scored``: ``helpers.distillation.sample_scored``; ``kept``: ``select_verified``."""
     verified = scored[scored["correct"].astype(bool) & scored["format_ok"].astype(bool)]
     per_prompt = verified.groupby("prompt_index").size().reindex(scored["prompt_index"].unique(), fill_value=0)
     counts = per_prompt.value_counts().reindex(range(n_samples + 1), fill_value=0)

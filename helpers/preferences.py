@@ -23,9 +23,17 @@ from typing import Any
 
 import pandas as pd
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from helpers import rewards
+from helpers.chat import IGNORE_INDEX, PaddingCollator, task_prompt, tokenize_conversation
+from helpers.config import PROFILES
+from helpers.data import reference_trace
+from helpers.generation import sample_completions
+from helpers.jsonl import write_jsonl
+from helpers.models import load_tokenizer, resolve_model_name
+from helpers.rl import sequence_logprobs
 
 FORMAT_WEIGHT = 0.2  # as in GRPO (notebook 5): a correct answer always beats a well-formatted wrong one
 MAX_REWARD_TOKENS = 1024  # longer conversations keep their end, where the reward model reads its score
@@ -39,8 +47,6 @@ MAX_REWARD_TOKENS = 1024  # longer conversations keep their end, where the rewar
 @contextlib.contextmanager
 def _quiet_transformers():
     """Silence the load report that lists the new, untrained ``score`` head (the caller says it instead)."""
-    from transformers.utils import logging as hf_logging
-
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
@@ -57,11 +63,6 @@ def load_reward_model(name: str | os.PathLike, tokenizer: PreTrainedTokenizerBas
     and random; from a saved reward model everything is loaded. ``config.pad_token_id`` is set from the
     tokenizer: the model finds the last real token of each sequence by skipping padding.
     """
-    from transformers import AutoModelForSequenceClassification
-
-    from helpers.config import PROFILES
-    from helpers.models import load_tokenizer, resolve_model_name
-
     source = resolve_model_name(name)
     tokenizer = tokenizer or load_tokenizer(name)
     if dtype is None:
@@ -202,27 +203,6 @@ def verifier_score(completion: Any, row: dict) -> float:
     return accuracy + FORMAT_WEIGHT * rewards.format_reward([completion])[0]
 
 
-def reference_completion(row: dict) -> str:
-    """The dataset's own worked solution of a math row, in the course's ``<think>``/``<answer>`` form."""
-    return f"<think>\n{row['solution'].strip()}\n</think>\n<answer>{row['answer']}</answer>"
-
-
-def sample_completions(model, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[list[dict]], k: int,
-                       max_new_tokens: int, temperature: float = 1.0, batch_size: int = 16,
-                       progress: bool = True) -> list[list[str]]:
-    """``k`` sampled completions for each conversational prompt: a list of ``k`` strings per prompt.
-
-    ``batch_size`` counts sequences: each generation batch holds ``batch_size // k`` prompts.
-    """
-    from helpers.evaluation import generate
-
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    flat = generate(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens, batch_size=max(1, batch_size // k),
-                    do_sample=True, temperature=temperature, num_return_sequences=k, progress=progress)
-    return [flat[i * k:(i + 1) * k] for i in range(len(prompts))]
-
-
 def best_vs_worst_pairs(prompts: Sequence[Any], samples: Sequence[Sequence[str]], scores: Sequence[Sequence[float]],
                         references: Sequence[tuple[str, float] | None] | None = None) -> list[dict]:
     """One preference pair per prompt whose samples scored differently: best sample vs worst sample.
@@ -269,7 +249,7 @@ def group_outcomes(scores: Sequence[Sequence[float]]) -> pd.Series:
 
 
 def build_onpolicy_pairs(model, tokenizer: PreTrainedTokenizerBase, rows: Sequence[dict], k: int, max_new_tokens: int,
-                         temperature: float = 1.0, batch_size: int = 16, min_pairs: int = 0,
+                         temperature: float = 1.0, batch_size: int = 4, min_pairs: int = 0,
                          progress: bool = True) -> tuple[list[dict], pd.DataFrame]:
     """Sample ``k`` completions for each row's task prompt, score them with ``verifier_score`` and keep
     best vs worst where they differ.
@@ -278,17 +258,17 @@ def build_onpolicy_pairs(model, tokenizer: PreTrainedTokenizerBase, rows: Sequen
     tied groups of math rows are topped up with the row's reference solution as ``chosen``
     (``source="reference"``), so training always has data; the returned pairs say which is which.
     Returns ``(pairs, samples)``: ``samples`` has one row per sampled completion with its score.
+    ``batch_size`` counts prompts, as in ``helpers.generation.sample_completions``.
     """
-    from helpers.chat import task_prompt
-
     rows = list(rows)
     prompts = [task_prompt(row) for row in rows]
-    samples = sample_completions(model, tokenizer, prompts, k, max_new_tokens, temperature, batch_size, progress)
+    samples = sample_completions(model, tokenizer, prompts, k, max_new_tokens, temperature=temperature,
+                                 batch_size=batch_size, progress=progress)
     scores = [[verifier_score(text, row) for text in group] for group, row in zip(samples, rows)]
     pairs = best_vs_worst_pairs(prompts, samples, scores)
     if len(pairs) < min_pairs:
         references = [
-            (reference_completion(row), verifier_score(reference_completion(row), row))
+            (reference_trace(row), verifier_score(reference_trace(row), row))
             if "solution" in row and "answer" in row else None
             for row in rows
         ]
@@ -311,9 +291,6 @@ def pair_logprobs(model, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[dic
     Pairs are conversational (``prompt`` messages, ``chosen``/``rejected`` one assistant message each).
     For a PEFT model, call it inside ``model.disable_adapter()`` to get the reference model's numbers.
     """
-    from helpers.chat import IGNORE_INDEX, PaddingCollator, tokenize_conversation
-    from helpers.rl import sequence_logprobs
-
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -336,7 +313,4 @@ def pair_logprobs(model, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[dic
 
 def save_pairs(pairs: Sequence[dict], path: str | Path) -> Path:
     """Write preference pairs as JSON lines (overwriting), for learners to read."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(list(pairs)).to_json(path, orient="records", lines=True, force_ascii=False)
-    return path
+    return write_jsonl(pairs, path)

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from helpers.generation import end_of_turn_ids
+
 # TRL adds this to the standard deviation before dividing, so a group whose completions all got
 # the same reward (std 0) gets advantage 0 instead of 0/0.
 ADVANTAGE_EPS = 1e-4
@@ -268,8 +270,6 @@ def sample_group(model, tokenizer, prompt: list[dict], group_size: int, max_new_
     (the completion tokens up to and including the end-of-turn token, -100 elsewhere) and the
     decoded ``completions``.
     """
-    from helpers.evaluation import end_of_turn_ids
-
     text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
     encoded = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(next(model.parameters()).device)
     stop_ids = end_of_turn_ids(tokenizer)

@@ -14,8 +14,8 @@ import datasets
 import pytest
 
 from helpers import data
-from helpers.data import math_problems
 from helpers.config import get_profile
+from helpers.data import math_problems
 from helpers.rewards import (
     answers_match,
     check_instruction_constraints,
@@ -298,7 +298,7 @@ def _prompt_key(task: str, row: dict):
 def test_offline_loader_schema_sizes_distinct_and_jsonl(task):
     profile = get_profile("tiny")
     splits = {split: data.load_task(task, "tiny", split) for split in data.SPLITS}
-    for split, ds in splits.items():
+    for ds in splits.values():
         assert ds.features == data.FEATURES[task]
         data.validate_rows(ds, task)
     n = {"math": profile.n_math, "countdown": profile.n_countdown, "warmstart": profile.n_math + profile.n_countdown,

@@ -18,14 +18,13 @@ from helpers.distillation import (
     TeacherError,
     best_checkpoint,
     cache_key,
-    read_jsonl,
     reference_completions,
     rejection_summary,
-    sample_completions,
+    sample_scored,
     select_verified,
     to_sft_rows,
-    write_jsonl,
 )
+from helpers.jsonl import read_jsonl
 from helpers.models import load_model, load_tokenizer
 
 # ---------------------------------------------------------------------------------------------
@@ -108,23 +107,16 @@ def test_to_sft_rows_builds_conversational_prompt_completion_rows():
     assert sft[0]["completion"] == [{"role": "assistant", "content": "<think>3+5=8</think><answer>3+5</answer>"}]
 
 
-def test_sample_completions_returns_k_scored_samples_per_prompt():
+def test_sample_scored_returns_k_scored_samples_per_prompt():
     model, tokenizer = load_model("tiny"), load_tokenizer("tiny")
     rows = [{"prompt": "1+1?", "answer": "2"}, {"nums": [3, 5], "target": 8}, {"prompt": "2+3?", "answer": "5"}]
-    scored = sample_completions(model, tokenizer, rows, n_samples=3, max_new_tokens=3, batch_size=2, progress=False)
+    scored = sample_scored(model, tokenizer, rows, n_samples=3, max_new_tokens=3, batch_size=2, progress=False)
     assert len(scored) == 9
     assert scored["prompt_index"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert scored["sample"].tolist() == [0, 1, 2] * 3
     assert {"correct", "format_ok", "length_chars", "completion"} <= set(scored.columns)
     with pytest.raises(ValueError):
-        sample_completions(model, tokenizer, rows, n_samples=0, max_new_tokens=3)
-
-
-def test_jsonl_round_trip_overwrites(tmp_path):
-    path = tmp_path / "sub" / "kept.jsonl"
-    write_jsonl([{"a": 1}, {"b": "é"}], path)
-    write_jsonl([{"a": 2}], path)
-    assert read_jsonl(path) == [{"a": 2}]
+        sample_scored(model, tokenizer, rows, n_samples=0, max_new_tokens=3)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,6 +216,20 @@ def test_teacher_client_posts_openai_requests_and_caches_answers(tmp_path):
     cache = read_jsonl(tmp_path / "teacher_cache.jsonl")
     assert len(cache) == 2 and {"key", "model", "messages", "completion"} <= set(cache[0])
     assert "sk-test-key" not in (tmp_path / "teacher_cache.jsonl").read_text()
+
+
+def test_teacher_cache_survives_a_line_cut_short(tmp_path):
+    """An interrupted run leaves half a line; the next run keeps every paid-for answer and pays only for the rest."""
+    first, second = [{"role": "user", "content": "7"}], [{"role": "user", "content": "8"}]
+    with FakeChatServer() as server:
+        client_for(server, tmp_path).complete(first)
+        with (tmp_path / "teacher_cache.jsonl").open("a") as handle:
+            handle.write('{"key": "abc", "compl')  # the write of a second answer, cut short
+        again = client_for(server, tmp_path)
+        assert again.cached(first) and not again.cached(second)
+        assert again.complete(second) == "<answer>8</answer>" and again.requests_made == 1
+    assert [r["completion"] for r in read_jsonl(tmp_path / "teacher_cache.jsonl")] == ["<answer>7</answer>",
+                                                                                       "<answer>8</answer>"]
 
 
 def test_teacher_client_raises_a_clear_error_on_http_failure(tmp_path):

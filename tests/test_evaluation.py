@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from helpers.config import get_profile
-from helpers.evaluation import evaluate, generate, leaderboard, pass_at_k, score_completion, score_generations, summarize
+from helpers.evaluation import evaluate, generate, pass_at_k, score_completion, score_generations, summarize
 from helpers.models import load_model, load_tokenizer
 
 
@@ -76,13 +76,10 @@ def test_evaluate_saves_completions_and_reports_missing_checkpoints(tmp_path):
     assert len(saved) == 2 + 2 * 2 and {"completion", "correct", "decoding"} <= set(json.loads(saved[0]))
     missing = evaluate(tmp_path / "no-such-model", rows, "math", profile, label="dpo")
     assert missing == {"model": "dpo", "task": "math", "status": "missing"}
-    board = leaderboard([row, missing])
-    assert board.loc[("dpo", "math"), "status"] == "missing"
-    assert board.loc[("dpo", "math"), ["accuracy", "format_rate"]].isna().all()  # missing, not zero
 
 
 def test_weights_fingerprint_follows_the_weights_not_the_object(tmp_path):
-    from helpers.evaluation import weights_fingerprint
+    from helpers.generation import weights_fingerprint
     from helpers.models import save_model
 
     model, tokenizer = load_model("tiny"), load_tokenizer("tiny")
@@ -95,7 +92,7 @@ def test_weights_fingerprint_follows_the_weights_not_the_object(tmp_path):
 
 
 def test_cached_evaluation_matches_a_fresh_one_and_generates_only_what_is_new(tmp_path, monkeypatch):
-    import helpers.evaluation as evaluation
+    import helpers.generation as generation
     from helpers.evaluation import evaluate_model
 
     model, tokenizer = load_model("tiny"), load_tokenizer("tiny")
@@ -104,13 +101,13 @@ def test_cached_evaluation_matches_a_fresh_one_and_generates_only_what_is_new(tm
     fresh = [evaluate_model(model, tokenizer, part, max_new_tokens=6, batch_size=5)[1]["completion"].tolist()
              for part in (rows[:3], rows[3:])]
     generated = []
-    real_generate = evaluation.generate
+    real_generate = generation.generate
 
     def counting_generate(model, tokenizer, prompts, **kwargs):
         generated.extend(prompts)
         return real_generate(model, tokenizer, prompts, **kwargs)
 
-    monkeypatch.setattr(evaluation, "generate", counting_generate)
+    monkeypatch.setattr(generation, "generate", counting_generate)
     _, first = evaluate_model(model, tokenizer, rows[:3], max_new_tokens=6, batch_size=5, cache_dir=tmp_path)
     assert len(generated) == 3 and first["completion"].tolist() == fresh[0]
     generated.clear()
@@ -125,7 +122,7 @@ def test_cached_evaluation_matches_a_fresh_one_and_generates_only_what_is_new(tm
 
 
 def test_cached_sampling_equals_the_same_seeded_call_and_keys_on_every_setting(tmp_path, monkeypatch):
-    import helpers.evaluation as evaluation
+    import helpers.generation as generation
     from helpers.evaluation import pass_at_k_curve
 
     model, tokenizer = load_model("tiny"), load_tokenizer("tiny")
@@ -135,13 +132,13 @@ def test_cached_sampling_equals_the_same_seeded_call_and_keys_on_every_setting(t
     _, fresh_again = pass_at_k_curve(model, tokenizer, rows, seed=7, progress=False, **settings)
     assert fresh["completion"].tolist() == fresh_again["completion"].tolist()  # a seed fixes the samples
     calls = []
-    real_generate = evaluation.generate
+    real_generate = generation.generate
 
     def counting_generate(*args, **kwargs):
         calls.append(kwargs.get("num_return_sequences"))
         return real_generate(*args, **kwargs)
 
-    monkeypatch.setattr(evaluation, "generate", counting_generate)
+    monkeypatch.setattr(generation, "generate", counting_generate)
     curve, first = pass_at_k_curve(model, tokenizer, rows, seed=7, cache_dir=tmp_path, progress=False, **settings)
     curve_again, cached = pass_at_k_curve(model, tokenizer, rows, seed=7, cache_dir=tmp_path, progress=False,
                                           **settings)
@@ -161,7 +158,7 @@ def test_cached_sampling_equals_the_same_seeded_call_and_keys_on_every_setting(t
 def test_pass_rate_filter_keeps_only_mixed_problems(tmp_path, monkeypatch):
     import dataclasses
 
-    import helpers.evaluation as evaluation
+    import helpers.generation as generation
     from helpers.evaluation import pass_rate_filter
 
     profile = dataclasses.replace(get_profile("tiny"), rl_pass_rate_samples=2)
@@ -175,15 +172,15 @@ def test_pass_rate_filter_keeps_only_mixed_problems(tmp_path, monkeypatch):
 
         return [f"<think>x</think>\n<answer>{a}</answer>" for p in prompts for a in answers_to(p)]
 
-    monkeypatch.setattr(evaluation, "generate", fake_generate)
-    monkeypatch.setattr(evaluation, "weights_fingerprint", lambda model: "fake")
+    monkeypatch.setattr(generation, "generate", fake_generate)
+    monkeypatch.setattr(generation, "weights_fingerprint", lambda model: "fake")
     pass_rate, kept = pass_rate_filter(None, load_tokenizer("tiny"), rows, profile)
     assert pass_rate.tolist() == [1.0, 0.0, 0.5]
     assert kept == [rows[2]]
 
 
 def test_generation_cache_skips_a_line_cut_short(tmp_path):
-    from helpers.evaluation import GenerationCache
+    from helpers.generation import GenerationCache
 
     cache = GenerationCache(tmp_path)
     cache.add("abc", {"k1": "one", "k2": "two"})

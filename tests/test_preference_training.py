@@ -8,7 +8,8 @@ from datasets import Dataset
 from helpers import config as course_config
 from helpers.chat import prompt_messages, task_prompt
 from helpers.config import PROFILES, get_profile
-from helpers.data import load_task
+from helpers.data import load_task, reference_trace
+from helpers.generation import sample_completions
 from helpers.models import load_model, load_tokenizer, merge_lora, save_model
 from helpers.preferences import (
     RewardModelReward,
@@ -20,8 +21,6 @@ from helpers.preferences import (
     load_reward_model,
     pair_logprobs,
     pairwise_accuracy,
-    reference_completion,
-    sample_completions,
     score_conversations,
     score_pairs,
     verifier_score,
@@ -115,14 +114,14 @@ def test_verifier_score_ranks_math_countdown_and_instruction_answers():
 
 def test_reference_solutions_of_generated_math_rows_score_full_marks():
     rows = list(load_task("math", TINY, split="train").select(range(10)))
-    assert all(verifier_score(reference_completion(row), row) == pytest.approx(1.2) for row in rows)
+    assert all(verifier_score(reference_trace(row), row) == pytest.approx(1.2) for row in rows)
 
 
 def test_sampling_gives_k_completions_per_prompt_and_pairs_are_topped_up(tokenizer):
     model = load_model("tiny")
     prompts = [prompt_messages("What is 1 + 1?"), prompt_messages("What is 2 + 2?")]
     torch.manual_seed(0)
-    groups = sample_completions(model, tokenizer, prompts, k=3, max_new_tokens=4, batch_size=6, progress=False)
+    groups = sample_completions(model, tokenizer, prompts, k=3, max_new_tokens=4, batch_size=2, progress=False)
     assert [len(group) for group in groups] == [3, 3] and all(isinstance(t, str) for g in groups for t in g)
 
     rows = [dict(MATH_ROW), {**MATH_ROW, "prompt": "What is 2 + 5?"}]
@@ -131,7 +130,7 @@ def test_sampling_gives_k_completions_per_prompt_and_pairs_are_topped_up(tokeniz
     # a random model never answers, so every group ties at 0 and the reference solution becomes `chosen`
     assert [p["source"] for p in pairs] == ["reference", "reference"]
     assert pairs[0]["prompt"] == task_prompt(rows[0])
-    assert pairs[0]["chosen"][0]["content"] == reference_completion(rows[0])
+    assert pairs[0]["chosen"][0]["content"] == reference_trace(rows[0])
     outcomes = group_outcomes(samples.groupby("prompt_index")["score"].apply(list).tolist())
     assert outcomes.to_dict() == {"prompts": 2, "samples differ (pair)": 0, "all samples tie": 2}
 

@@ -29,10 +29,10 @@ from helpers.rewards import (
     has_valid_format,
     instruction_constraints_reward,
     is_math_correct,
-    numeric_answer,
     math_accuracy_reward,
     math_verify_match,
     normalize_answer,
+    numeric_answer,
     reasoning_steps_reward,
     repetition_penalty_reward,
     tag_count_reward,
@@ -789,7 +789,7 @@ HOSTILE = {
     "code injection": "<answer>__import__('os').system('echo hacked')</answer>",
     "deep JSON": "[" * 100_000,
 }
-SLOW_LIMIT_S = 1.0
+SLOW_LIMIT_S = 1.0  # CPU seconds of this thread: another job on the machine does not count against a reward
 
 
 def _timed_calls(text: str) -> dict:
@@ -815,17 +815,18 @@ def _timed_calls(text: str) -> dict:
 
 @pytest.fixture(scope="module")
 def warm_math_verify():
-    math_accuracy_reward([r"\boxed{\frac{1}{2}}"], answer=["0.5"])  # first call loads sympy and the LaTeX parser
+    # a gold that is not a number goes to math-verify; the first such call loads sympy and the LaTeX parser
+    assert math_accuracy_reward([r"\boxed{x+1}"], answer=["1+x"]) == [1.0]
 
 
 @pytest.mark.parametrize("name", list(HOSTILE))
-def test_hostile_completion_returns_within_a_second(name, warm_math_verify):
+def test_hostile_completion_costs_under_a_cpu_second(name, warm_math_verify):
     text = HOSTILE[name]
     slow = {}
     for call, run in _timed_calls(text).items():
-        start = time.perf_counter()
+        start = time.thread_time()
         run()
-        elapsed = time.perf_counter() - start
+        elapsed = time.thread_time() - start
         if elapsed >= SLOW_LIMIT_S:
             slow[call] = round(elapsed, 3)
     assert not slow, f"{name}: {slow}"

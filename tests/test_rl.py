@@ -557,7 +557,7 @@ def test_notebook_grpo_loop_matches_grpo_step():
         optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
         calls = iter(range(1000))
         torch.manual_seed(3)
-        out = step(model, tokenizer, optimizer, prompt, lambda texts: [float(next(calls) % 3 == 0) for _ in texts],
+        out = step(model, tokenizer, optimizer, prompt, lambda texts, calls=calls: [float(next(calls) % 3 == 0) for _ in texts],
                    group_size=6, max_new_tokens=6, temperature=1.0)
         results.append(out)
         weights.append([p.detach().clone() for p in model.parameters()])

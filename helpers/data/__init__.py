@@ -42,14 +42,36 @@ Modules, one idea each: ``schema`` (row schemas, validation), ``splits``, ``prom
 normalizers), ``loaders`` (``load_task`` and one ``load_<task>`` per task).
 """
 
-from .schema import FEATURES, Message, SCHEMAS, SPLITS, TASKS, validate_rows
-from .splits import VALIDATION_FRACTION, train_validation_split
-from .prompts import countdown_prompt, math_prompt
-from .countdown import GIVE_UP_SHARE, GIVE_UP_TRIES, MAX_NUMBER, MAX_TARGET, THINK_CHAR_BUDGET, countdown_trace, make_countdown, solve_countdown
-from .math_problems import make_math_problems
+from .countdown import (
+    GIVE_UP_SHARE,
+    GIVE_UP_TRIES,
+    MAX_NUMBER,
+    MAX_TARGET,
+    THINK_CHAR_BUDGET,
+    countdown_trace,
+    make_countdown,
+    solve_countdown,
+)
+from .hub import (
+    HUB_SOURCES,
+    HubSource,
+    normalize_bespoke_row,
+    normalize_cog_behav_row,
+    normalize_countdown_row,
+    normalize_gsm8k_row,
+    normalize_math500_row,
+    normalize_numina_row,
+    normalize_openr1_row,
+    normalize_smoltalk_row,
+    normalize_ultrafeedback_row,
+)
 from .instructions import INSTRUCTION_KINDS, TOPICS_FILE, make_instruction_examples
-from .hub import HUB_SOURCES, HubSource, normalize_bespoke_row, normalize_cog_behav_row, normalize_countdown_row, normalize_gsm8k_row, normalize_math500_row, normalize_numina_row, normalize_openr1_row, normalize_smoltalk_row, normalize_ultrafeedback_row
 from .loaders import load_countdown, load_instructions, load_math, load_preferences, load_task, load_warmstart
+from .math_problems import make_math_problems
+from .prompts import countdown_prompt, math_prompt
+from .references import reference_trace
+from .schema import FEATURES, SCHEMAS, SPLITS, TASKS, Message, validate_rows
+from .splits import VALIDATION_FRACTION, train_validation_split
 
 __all__ = [
     "TASKS",
@@ -91,4 +113,5 @@ __all__ = [
     "load_instructions",
     "load_preferences",
     "load_task",
+    "reference_trace",
 ]

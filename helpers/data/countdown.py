@@ -6,8 +6,6 @@ import random
 from collections.abc import Iterable
 from fractions import Fraction
 
-
-
 MAX_NUMBER = 99  # Countdown numbers are drawn from 1..MAX_NUMBER
 MAX_TARGET = 100  # and targets are positive integers up to MAX_TARGET
 THINK_CHAR_BUDGET = 160  # keeps traces under ~140 SmolLM2 tokens (about one token per character of arithmetic)

@@ -8,8 +8,8 @@ import random
 import re
 
 from helpers.config import DATA_DIR
-from .schema import validate_rows
 
+from .schema import validate_rows
 
 TOPICS_FILE = DATA_DIR / "raw" / "instruction_topics.json"
 

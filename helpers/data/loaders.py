@@ -3,21 +3,20 @@ written to ``data/generated/<profile>/<task>.jsonl`` for learners to read."""
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Callable
 
 import datasets
 
 from helpers.config import DEFAULT_SEED, Profile, get_profile
+from helpers.jsonl import write_jsonl
+
+from .countdown import countdown_trace, make_countdown
+from .hub import HUB_SOURCES, HubSource, load_hub, message
+from .instructions import make_instruction_examples
+from .math_problems import math_trace, sample_math_problems
+from .prompts import countdown_prompt, math_prompt
 from .schema import FEATURES, SCHEMAS, SPLITS, TASKS, validate_rows
 from .splits import interleave, three_way_split
-from .prompts import countdown_prompt, math_prompt
-from .countdown import countdown_trace, make_countdown
-from .math_problems import sample_math_problems, math_trace
-from .instructions import make_instruction_examples
-from .hub import HUB_SOURCES, HubSource, load_hub, message
 
 
 def _offline_rows(task: str, profile: Profile) -> dict[str, list[dict]]:
@@ -55,23 +54,13 @@ def _offline_rows(task: str, profile: Profile) -> dict[str, list[dict]]:
     raise ValueError(f"unknown task {task!r}; tasks are {TASKS}")
 
 
-def _write_jsonl(path: Path, parts: Mapping[str, list[dict]]) -> None:
-    """Overwrite ``path`` with one JSON line per row (``split`` first); written to a temporary file
-    and renamed, so a reader never sees half a file and re-running never appends."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for split, rows in parts.items():
-            for row in rows:
-                f.write(json.dumps({"split": split, **row}, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def _load_offline(task: str, profile: Profile, split: str) -> datasets.Dataset:
     parts = _offline_rows(task, profile)
     for name, rows in parts.items():
         validate_rows(rows, SCHEMAS[task], source=f"{task} [{name}]")
-    _write_jsonl(profile.data_dir("generated") / f"{task}.jsonl", parts)
+    # one file per task for learners to read, `split` first on each line
+    write_jsonl(({"split": split, **row} for split, rows in parts.items() for row in rows),
+                profile.data_dir("generated") / f"{task}.jsonl")
     return datasets.Dataset.from_list(parts[split], features=FEATURES[task])
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 def countdown_prompt(nums: list[int], target: int) -> str:
     """The user turn of a Countdown task."""
     return (

@@ -8,8 +8,6 @@ from typing import Any, TypedDict, get_args, get_origin, get_type_hints, is_type
 
 import datasets
 
-
-
 TASKS = ("math", "countdown", "warmstart", "instructions", "preferences")
 SPLITS = ("train", "validation", "test")
 

@@ -9,7 +9,6 @@ import datasets
 
 from helpers.config import DEFAULT_SEED
 
-
 VALIDATION_FRACTION = 0.1
 
 

@@ -14,9 +14,9 @@ import re
 from fractions import Fraction
 from typing import Any
 
-from .limits import MAX_ANSWER_CHARS, MAX_NUMBER_DIGITS
 from .calling import completion_text
 from .extraction import balanced_group, last_boxed
+from .limits import MAX_ANSWER_CHARS, MAX_NUMBER_DIGITS
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,6 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-
-
 logger = logging.getLogger(__name__)
 
 

@@ -7,16 +7,16 @@ evaluates model output as code: ``evaluate_equation`` is a small recursive-desce
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import re
 from fractions import Fraction
 from typing import Any
 
-from .limits import MAX_EQUATION_CHARS, MAX_EQUATION_DEPTH, MAX_EQUATION_TOKENS, MAX_LITERAL_DIGITS, MAX_MAGNITUDE
-from .calling import as_list, batch_columns, require_column, completion_text
-from .extraction import last_tag_block
 from .answers import to_fraction
+from .calling import as_list, batch_columns, completion_text, require_column
+from .extraction import last_tag_block
+from .limits import MAX_EQUATION_CHARS, MAX_EQUATION_DEPTH, MAX_EQUATION_TOKENS, MAX_LITERAL_DIGITS, MAX_MAGNITUDE
 
 logger = logging.getLogger(__name__)
 

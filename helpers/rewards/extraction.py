@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .limits import MAX_ANSWER_CHARS, MAX_BOXED_SCAN, MAX_BOXED_TRIES
 from .calling import completion_text
+from .limits import MAX_ANSWER_CHARS, MAX_BOXED_SCAN, MAX_BOXED_TRIES
 
 
 def extract_answer(text: Any) -> str | None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .calling import batch_columns, completion_text, safe_score, with_prefill
 from .limits import MAX_STEP_LINES
-from .calling import batch_columns, safe_score, with_prefill, completion_text
 
 
 def format_reward(completions: Any, prompts: Any = None, **kwargs: Any) -> list[float]:

@@ -32,9 +32,9 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from .limits import MAX_JSON_CHARS
-from .calling import batch_columns, require_column, safe_score, completion_text
+from .calling import batch_columns, completion_text, require_column, safe_score
 from .extraction import last_tag_block
+from .limits import MAX_JSON_CHARS
 
 
 def instruction_constraints_reward(completions: Any, constraints: Any = None, **kwargs: Any) -> list[float]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .calling import as_list, batch_columns, is_single_completion, safe_score
 from .accuracy import gold_answers, gold_of, math_score
+from .calling import as_list, batch_columns, is_single_completion, safe_score
 
 
 def cosine_length_scale(

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-
-
 MAX_ANSWER_CHARS = 1_000  # an extracted answer longer than this is cut to its last 1,000 characters
 MAX_BOXED_SCAN = 2_000  # characters scanned to balance the braces of one \boxed{...}
 MAX_BOXED_TRIES = 20  # \boxed occurrences tried, from the last one backwards

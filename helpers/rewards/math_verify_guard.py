@@ -17,8 +17,8 @@ import signal
 import threading
 from typing import Any
 
-from .limits import MAX_MV_CHARS, MAX_MV_DEPTH, MAX_NUMBER_DIGITS, MV_TIME_LIMIT
 from .extraction import balanced_group, last_boxed
+from .limits import MAX_MV_CHARS, MAX_MV_DEPTH, MAX_NUMBER_DIGITS, MV_TIME_LIMIT
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def math_verify_match(pred: Any, gold: Any) -> bool | None:
         return None
     try:
         _load_math_verify()
-        from math_verify import verify
+        from math_verify import verify  # imported late: loading sympy costs seconds a reward call should not
 
         with _time_limit(MV_TIME_LIMIT):
             gold_parsed = _mv_parse(g)
@@ -189,7 +189,7 @@ def _load_math_verify() -> None:
         return
     with _MV_READY:
         if not _MV_LOADED:
-            from math_verify import parse, verify
+            from math_verify import parse, verify  # the first, slow import, outside any time budget
 
             half, square = (parse(t, parsing_timeout=None) for t in ("\\boxed{\\frac{1}{2}}", "\\boxed{x^2}"))
             verify(half, square, timeout_seconds=None)
@@ -198,7 +198,7 @@ def _load_math_verify() -> None:
 
 @functools.lru_cache(maxsize=4096)
 def _mv_parse(s: str) -> tuple:
-    from math_verify import parse
+    from math_verify import parse  # after _load_math_verify, so this import is free
 
     return tuple(parse("\\boxed{" + s + "}", parsing_timeout=None))
 

@@ -20,7 +20,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from helpers.data.prompts import countdown_prompt, math_prompt  # the task wording lives with the data
+from helpers.data import countdown_prompt, math_prompt, task_of  # the task wording lives with the data
 
 IGNORE_INDEX = -100
 
@@ -41,9 +41,10 @@ def task_prompt(row: dict, system_prompt: str | None = R1_SYSTEM_PROMPT) -> list
     """The conversational prompt for one dataset row of any task: Countdown (``nums``, ``target``),
     math (``prompt`` text with an ``answer``), a preference row (``prompt`` as messages), or a
     conversation (``messages``: everything before the last assistant turn)."""
-    if "nums" in row and "target" in row:
+    task = task_of(row)
+    if task == "countdown":
         return prompt_messages(countdown_prompt(row["nums"], row["target"]), system_prompt)
-    if isinstance(row.get("prompt"), str):
+    if task == "math" and isinstance(row.get("prompt"), str):
         return prompt_messages(math_prompt(row["prompt"]), system_prompt)
     messages = list(row.get("messages") or row.get("prompt") or [])
     while messages and messages[-1]["role"] == "assistant":

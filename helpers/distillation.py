@@ -6,7 +6,7 @@ prompt (the shortest), and fine-tune on them. The same verified traces, used to 
 of the initial model, are sequence-level distillation: the student imitates the teacher's outputs,
 not its probabilities.
 
-The teacher is the course's own best RL checkpoint (``best_checkpoint``), or, when
+The teacher is the course's own best RL checkpoint (``stage_checkpoint(profile, TEACHER_PREFERENCE)``), or, when
 ``TEACHER_API_KEY`` is set, any model behind an OpenAI-compatible ``/v1/chat/completions`` endpoint
 (``TeacherClient``). Its answers are cached as JSONL, keyed by a hash of the model, the prompt and the
 sampling settings, so re-running a notebook makes no request twice. The key is read from the
@@ -21,7 +21,7 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,35 +29,19 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from helpers.chat import task_prompt
-from helpers.config import Profile
 from helpers.data import reference_trace
 from helpers.evaluation import score_generations
 from helpers.generation import sample_completions
 from helpers.jsonl import append_jsonl, read_jsonl
 
 # Stages that can serve as teacher / starting point, best first (notebook 8 falls back along this list).
-TEACHER_PREFERENCE = ("grpo", "rloo", "dpo", "sft")
+TEACHER_PREFERENCE = ("grpo", "rloo", "dpo", "sft")  # the teacher: the first of these that exists
 
 ENV_BASE_URL = "TEACHER_BASE_URL"
 ENV_API_KEY = "TEACHER_API_KEY"
 ENV_MODEL = "TEACHER_MODEL"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_TEACHER_MODEL = "gpt-4o-mini"
-
-
-# ---------------------------------------------------------------------------------------------
-# Which checkpoint teaches
-# ---------------------------------------------------------------------------------------------
-
-
-def best_checkpoint(profile: Profile, preference: Sequence[str] = TEACHER_PREFERENCE) -> tuple[str, str]:
-    """``(stage, path)`` of the first stage in ``preference`` whose checkpoint exists under
-    ``profile.checkpoint_dir``; ``("initial", profile.name)`` when none does."""
-    for stage in preference:
-        path = profile.checkpoint_dir / stage
-        if (path / "config.json").exists() or (path / "adapter_config.json").exists():
-            return stage, str(path)
-    return "initial", profile.name
 
 
 # ---------------------------------------------------------------------------------------------

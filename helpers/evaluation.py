@@ -17,6 +17,7 @@ from transformers import PreTrainedTokenizerBase
 
 from helpers import rewards
 from helpers.chat import R1_SYSTEM_PROMPT, task_prompt
+from helpers.data import task_of
 from helpers.generation import GenerationCache, generate, generate_greedy_cached, sample_completions
 from helpers.models import CheckpointNotFoundError, load_model, load_tokenizer, resolve_model_name
 
@@ -27,9 +28,10 @@ def score_completion(completion: str, row: dict) -> dict:
     Correct means: the exact Countdown check for ``nums``/``target`` rows, every constraint met for
     instruction rows (``constraints``), math-verify against ``answer`` otherwise.
     """
-    if "nums" in row and "target" in row:
+    task = task_of(row)
+    if task == "countdown":
         correct = rewards.countdown_reward(completion, row["target"], row["nums"]) == 1.0
-    elif "constraints" in row:
+    elif task == "instructions":
         correct = rewards.check_instruction_constraints(completion, row["constraints"]) == 1.0
     else:
         correct = rewards.math_accuracy_reward([completion], answer=[row["answer"]])[0] == 1.0
@@ -388,7 +390,7 @@ def arithmetic_checks(text: str) -> list[dict]:
 
 
 def _has_parsable_answer(completion: str, row: dict) -> bool:
-    if "nums" in row and "target" in row:
+    if task_of(row) == "countdown":
         return rewards.countdown_reward(completion, row["target"], row["nums"]) > 0.0
     end = completion.rfind("</answer>")
     start = completion.rfind("<answer>", 0, end) if end >= 0 else -1

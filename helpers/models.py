@@ -16,7 +16,9 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from peft import AutoPeftModelForCausalLM, LoraConfig, get_peft_model
@@ -302,7 +304,7 @@ def _build_cpu_initial(target: Path) -> None:
 
 def initial_checkpoint(profile: Profile) -> str:
     """Where ``profile``'s starting model lives: a local folder (built on first use) or a Hub id."""
-    if profile.name == "gpu":
+    if profile.source == "hub":
         return profile.model_id
     target = profile.checkpoint_dir / "initial"
     if not (target / "config.json").exists():
@@ -321,6 +323,33 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~", "checkpoints")) or name.count("/") > 1 or "\\" in name
 
 
+def holds_model(path: str | os.PathLike) -> bool:
+    """Whether a folder holds a saved model (``config.json``) or adapter (``adapter_config.json``); an empty or
+    half-written folder does not count."""
+    path = Path(path)
+    return (path / "config.json").exists() or (path / "adapter_config.json").exists()
+
+
+class StageCheckpoint(NamedTuple):
+    name: str  # what to pass to load_model: a checkpoint folder, or the profile name for the initial model
+    stage: str  # the stage it came from, "initial" when none of the stages looked for exists
+    missing: list[str]  # the stages looked for before it and not found
+
+
+def stage_checkpoint(profile: Profile, stages: Sequence[str]) -> StageCheckpoint:
+    """The first of ``stages`` whose checkpoint exists under ``checkpoints/<profile>/``, else the initial model.
+
+    Every notebook starts this way (``stages=("sft",)`` for GRPO, ``("grpo", "sft")`` for DPO, ...), so a learner
+    who skipped a notebook gets the next best start and a note, never a crash."""
+    missing = []
+    for stage in stages:
+        path = profile.checkpoint_dir / stage
+        if holds_model(path):
+            return StageCheckpoint(str(path), stage, missing)
+        missing.append(stage)
+    return StageCheckpoint(profile.name, "initial", missing)
+
+
 def resolve_model_name(name: str | os.PathLike) -> str:
     """Turn a profile name, local folder or Hub id into something ``from_pretrained`` accepts."""
     name = str(name)
@@ -328,7 +357,7 @@ def resolve_model_name(name: str | os.PathLike) -> str:
         return initial_checkpoint(PROFILES[name])
     path = Path(name).expanduser()
     if path.exists():
-        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+        if not holds_model(path):
             raise CheckpointNotFoundError(f"{path} exists but holds no model (no config.json or adapter_config.json)")
         return str(path)
     if _looks_like_path(name):
@@ -361,6 +390,14 @@ def load_tokenizer(name: str | os.PathLike) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def loading_kwargs(name: str | os.PathLike, dtype: torch.dtype | None = None) -> dict:
+    """``from_pretrained`` keywords every model of the course loads with: the dtype (given, else the named
+    profile's, else the current profile's, ``get_profile()``) and, with CUDA, ``device_map="auto"``."""
+    if dtype is None:
+        dtype = (PROFILES[str(name)] if str(name) in PROFILES else get_profile()).torch_dtype
+    return {"dtype": dtype, "device_map": "auto"} if torch.cuda.is_available() else {"dtype": dtype}
+
+
 def load_model(name: str | os.PathLike, lora_cfg=None, dtype: torch.dtype | None = None):
     """Load a causal LM by profile name, local checkpoint or Hub id.
 
@@ -369,11 +406,7 @@ def load_model(name: str | os.PathLike, lora_cfg=None, dtype: torch.dtype | None
     adapter. A folder holding a saved adapter (``adapter_config.json``) loads as base model + adapter.
     """
     source = resolve_model_name(name)
-    if dtype is None:
-        dtype = (PROFILES[str(name)] if str(name) in PROFILES else get_profile()).torch_dtype
-    kwargs = {"dtype": dtype}
-    if torch.cuda.is_available():
-        kwargs["device_map"] = "auto"
+    kwargs = loading_kwargs(name, dtype)
     try:
         if (Path(source) / "adapter_config.json").exists():
             model = AutoPeftModelForCausalLM.from_pretrained(source, **kwargs)

@@ -28,11 +28,10 @@ from transformers.utils import logging as hf_logging
 
 from helpers import rewards
 from helpers.chat import IGNORE_INDEX, PaddingCollator, task_prompt, tokenize_conversation
-from helpers.config import PROFILES
-from helpers.data import reference_trace
+from helpers.data import reference_trace, task_of
 from helpers.generation import sample_completions
 from helpers.jsonl import write_jsonl
-from helpers.models import load_tokenizer, resolve_model_name
+from helpers.models import load_tokenizer, loading_kwargs, resolve_model_name
 from helpers.rl import sequence_logprobs
 
 FORMAT_WEIGHT = 0.2  # as in GRPO (notebook 5): a correct answer always beats a well-formatted wrong one
@@ -65,12 +64,7 @@ def load_reward_model(name: str | os.PathLike, tokenizer: PreTrainedTokenizerBas
     """
     source = resolve_model_name(name)
     tokenizer = tokenizer or load_tokenizer(name)
-    if dtype is None:
-        dtype = PROFILES[str(name)].torch_dtype if str(name) in PROFILES else (
-            torch.bfloat16 if torch.cuda.is_available() else torch.float32)
-    kwargs = {"num_labels": 1, "dtype": dtype}
-    if torch.cuda.is_available():
-        kwargs["device_map"] = "auto"
+    kwargs = {"num_labels": 1, **loading_kwargs(name, dtype)}
     with _quiet_transformers():
         model = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -195,9 +189,10 @@ def verifier_score(completion: Any, row: dict) -> float:
     - instruction rows (``constraints``): the share of constraints met;
     - math rows (``answer``): accuracy (0 or 1) + 0.2 x format (0 or 1), GRPO's weighting.
     """
-    if "nums" in row and "target" in row:
+    task = task_of(row)
+    if task == "countdown":
         return rewards.countdown_reward(completion, row["target"], row["nums"])
-    if row.get("constraints"):
+    if task == "instructions":
         return rewards.check_instruction_constraints(completion, row["constraints"])
     accuracy = rewards.math_accuracy_reward([completion], answer=[row["answer"]])[0]
     return accuracy + FORMAT_WEIGHT * rewards.format_reward([completion])[0]

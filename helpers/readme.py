@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.config import DATA_DIR, REPO_ROOT
+from helpers.config import REPO_ROOT
 from helpers.evaluation import describe_change, markdown_table, stage_results_markdown
 
-RESULTS_DIR = DATA_DIR / "processed" / "cpu"
+RESULTS_DIR = REPO_ROOT / "data" / "processed" / "cpu"  # the committed result files, in the repository
 README = REPO_ROOT / "README.md"
 
 

@@ -41,7 +41,7 @@ def hardware_kwargs(profile: Profile) -> dict:
     """TRL defaults to bf16 and gradient checkpointing; both are set per device. bf16 autocast on a CPU only
     where it is native (AMX or AVX512-BF16, detected at run time): emulated bf16 is slower than float32.
     ``scripts/grpo_step_cost.py`` measures both ways."""
-    on_gpu = torch.cuda.is_available() and profile.name == "gpu"
+    on_gpu = profile.uses_cuda
     return {
         "bf16": on_gpu or (not torch.cuda.is_available() and cpu_has_native_bf16()),
         "use_cpu": not torch.cuda.is_available(),
@@ -57,7 +57,7 @@ def run_kwargs(profile: Profile, output_dir: str | Path, save_steps: int) -> dic
     newest checkpoint, to resume from), the seed, and the hardware settings."""
     return dict(
         output_dir=str(output_dir),
-        logging_steps=1 if profile.name != "gpu" else 10,
+        logging_steps=profile.logging_steps,
         save_strategy="steps",
         save_steps=max(1, save_steps),
         save_total_limit=1,
@@ -77,7 +77,7 @@ def rl_generation_kwargs(profile: Profile) -> dict:
         temperature=profile.rl_temperature,
         lr_scheduler_type="constant",
         # vLLM generates much faster on a GPU; it is optional (not in the required install path).
-        use_vllm=profile.name == "gpu" and torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None,
+        use_vllm=profile.uses_cuda and importlib.util.find_spec("vllm") is not None,
         vllm_mode="colocate",
     )
 
@@ -197,21 +197,6 @@ def trainable_parameters(model) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer, RLOOConfig, RLOOTrainer  # noqa: E402
-
-
-def start_checkpoint(profile: Profile, stages: tuple[str, ...] = ("grpo", "sft")) -> tuple[str, str, list[str]]:
-    """The first of ``stages`` whose checkpoint exists under ``checkpoints/<profile>/``, else the initial model.
-
-    Returns ``(name, stage, missing)``: what to pass to ``load_model``, the stage it came from
-    (``"initial"`` when none exists) and the stages looked for before it and not found.
-    """
-    missing = []
-    for stage in stages:
-        path = profile.checkpoint_dir / stage
-        if (path / "config.json").exists():
-            return str(path), stage, missing
-        missing.append(stage)
-    return profile.name, "initial", missing
 
 
 def reward_model_lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05) -> LoraConfig:

@@ -1,4 +1,4 @@
-"""Shared test set-up: no network, one thread, the tiny profile."""
+"""Shared test set-up: no network, one thread, the tiny profile, and nothing written into the repository's data/."""
 
 from __future__ import annotations
 
@@ -26,3 +26,15 @@ def no_network(monkeypatch):
         raise RuntimeError(f"unit tests must not touch the network (tried {address!r})")
 
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def data_outside_the_repository(tmp_path_factory):
+    """Generated rows, caches and results of a test run go to a temporary folder, never into ``data/``
+    (the committed ``data/processed/cpu`` files are read through their own paths, fixed at import)."""
+    import helpers.config as config
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(config, "DATA_DIR", tmp_path_factory.mktemp("data"))
+    yield
+    patch.undo()

@@ -15,6 +15,7 @@ def _notebook(path, *sources):
     return path
 
 
+@pytest.mark.slow
 def test_runs_in_order_in_place_and_stops_at_failure(tmp_path, capsys):
     tmp = tmp_path
     times_csv = course_runner.get_profile("tiny").data_dir("processed") / "course_run_times.csv"

@@ -13,10 +13,10 @@ import helpers.config
 from helpers.chat import R1_SYSTEM_PROMPT
 from helpers.config import get_profile
 from helpers.distillation import (
+    TEACHER_PREFERENCE,
     TeacherClient,
     TeacherConfig,
     TeacherError,
-    best_checkpoint,
     cache_key,
     reference_completions,
     rejection_summary,
@@ -25,16 +25,21 @@ from helpers.distillation import (
     to_sft_rows,
 )
 from helpers.jsonl import read_jsonl
-from helpers.models import load_model, load_tokenizer
+from helpers.models import load_model, load_tokenizer, stage_checkpoint
 
 # ---------------------------------------------------------------------------------------------
 # Which checkpoint teaches
 # ---------------------------------------------------------------------------------------------
 
 
-def test_best_checkpoint_prefers_rl_then_falls_back_to_initial(tmp_path, monkeypatch):
+def test_the_teacher_is_the_best_rl_checkpoint_then_the_initial_model(tmp_path, monkeypatch):
     monkeypatch.setattr(helpers.config, "CHECKPOINT_DIR", tmp_path)
     profile = get_profile("tiny")
+
+    def best_checkpoint(profile, preference=TEACHER_PREFERENCE):
+        name, stage, _ = stage_checkpoint(profile, preference)
+        return stage, name
+
     assert best_checkpoint(profile) == ("initial", "tiny")
     for stage in ("sft", "dpo"):
         (tmp_path / "tiny" / stage).mkdir(parents=True)
@@ -107,6 +112,7 @@ def test_to_sft_rows_builds_conversational_prompt_completion_rows():
     assert sft[0]["completion"] == [{"role": "assistant", "content": "<think>3+5=8</think><answer>3+5</answer>"}]
 
 
+@pytest.mark.slow
 def test_sample_scored_returns_k_scored_samples_per_prompt():
     model, tokenizer = load_model("tiny"), load_tokenizer("tiny")
     rows = [{"prompt": "1+1?", "answer": "2"}, {"nums": [3, 5], "target": 8}, {"prompt": "2+3?", "answer": "5"}]

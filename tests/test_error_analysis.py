@@ -120,6 +120,7 @@ def test_failure_table_shares_per_model():
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_pass_at_k_curve_averages_the_unbiased_estimator_over_prompts():
     model, tokenizer = load_model("tiny"), load_tokenizer("tiny")
     rows = [{"prompt": "1+1?", "answer": "2"}, {"prompt": "2+3?", "answer": "5"}]

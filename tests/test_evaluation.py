@@ -56,6 +56,7 @@ def test_score_generations_groups_samples_by_prompt():
         score_generations(completions[:3], rows)
 
 
+@pytest.mark.slow
 def test_generate_stops_at_end_of_turn_and_returns_one_text_per_sample():
     model, tokenizer = load_model("tiny"), load_tokenizer("tiny")
     prompts = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "a much longer prompt here"}]]
@@ -78,6 +79,7 @@ def test_evaluate_saves_completions_and_reports_missing_checkpoints(tmp_path):
     assert missing == {"model": "dpo", "task": "math", "status": "missing"}
 
 
+@pytest.mark.slow
 def test_weights_fingerprint_follows_the_weights_not_the_object(tmp_path):
     from helpers.generation import weights_fingerprint
     from helpers.models import save_model
@@ -91,6 +93,7 @@ def test_weights_fingerprint_follows_the_weights_not_the_object(tmp_path):
     assert weights_fingerprint(reloaded) != weights_fingerprint(model)
 
 
+@pytest.mark.slow
 def test_cached_evaluation_matches_a_fresh_one_and_generates_only_what_is_new(tmp_path, monkeypatch):
     import helpers.generation as generation
     from helpers.evaluation import evaluate_model
@@ -121,6 +124,7 @@ def test_cached_evaluation_matches_a_fresh_one_and_generates_only_what_is_new(tm
     assert len(generated) == 5  # another token budget is another key
 
 
+@pytest.mark.slow
 def test_cached_sampling_equals_the_same_seeded_call_and_keys_on_every_setting(tmp_path, monkeypatch):
     import helpers.generation as generation
     from helpers.evaluation import pass_at_k_curve
@@ -294,6 +298,7 @@ def test_stage_results_markdown(tmp_path):
     assert "| grpo | math | sampled | 200 | 20.0% | 35.0% | 60 / 10 | +15.0 points (95% CI +10.0 to +20.0): a gain | 19.0 |" in text
 
 
+@pytest.mark.slow
 def test_several_samples_per_prompt_read_the_prompt_once_and_change_nothing():
     """generate(num_return_sequences=k) reads each prompt once and copies its cache; greedy copies must then
     equal k greedy runs of the prompt alone, on prompts of different lengths (left padding)."""

@@ -72,6 +72,7 @@ def test_decode_inverts_encode_on_mixed_unicode(qwen_tokenizer, text):
     assert qwen_tokenizer.decode(qwen_tokenizer.encode(text)) == text
 
 
+@pytest.mark.slow
 def test_tiny_model_forward_backward_is_fast(qwen_tokenizer):
     model = load_model("tiny")
     assert model.config.vocab_size == 151936 and model.config.num_hidden_layers == 2
@@ -83,6 +84,7 @@ def test_tiny_model_forward_backward_is_fast(qwen_tokenizer):
     assert torch.isfinite(out.loss)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile_name", ["tiny", "cpu"])
 def test_offline_model_loads_runs_and_generates(profile_name):
     tokenizer = load_tokenizer(profile_name)
@@ -97,6 +99,7 @@ def test_offline_model_loads_runs_and_generates(profile_name):
     assert 1 <= new_tokens <= 8
 
 
+@pytest.mark.slow
 def test_cpu_model_is_smollm2_and_answers_sensibly():
     tokenizer = load_tokenizer("cpu")
     model = load_model("cpu")
@@ -109,11 +112,12 @@ def test_cpu_model_is_smollm2_and_answers_sensibly():
     assert "5" in answer  # the dequantized weights are the real model, not noise
 
 
+@pytest.mark.slow
 def test_missing_local_checkpoint_says_what_to_do(tmp_path):
     with pytest.raises(CheckpointNotFoundError, match="no checkpoint at"):
         load_model(str(tmp_path / "sft"))
     with pytest.raises(CheckpointNotFoundError, match="tiny, cpu, gpu"):
-        resolve_model_name("checkpoints/cpu/grpo")
+        resolve_model_name("checkpoints/never-trained/grpo")
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointNotFoundError, match="holds no model"):
         load_model(tmp_path / "empty")
@@ -126,6 +130,7 @@ def test_hub_id_offline_names_the_offline_profiles(monkeypatch):
     assert "COURSE_PROFILE=cpu" in str(err.value) and "tiny" in str(err.value)
 
 
+@pytest.mark.slow
 def test_lora_save_merge_reload_round_trip(tmp_path, qwen_tokenizer):
     model = load_model("tiny", lora_cfg={"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]})
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -147,6 +152,7 @@ def test_lora_save_merge_reload_round_trip(tmp_path, qwen_tokenizer):
         merge_lora(reloaded)
 
 
+@pytest.mark.slow
 def test_save_model_replaces_previous_checkpoint(tmp_path, qwen_tokenizer):
     model = load_model("tiny")
     target = tmp_path / "ckpt"

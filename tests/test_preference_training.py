@@ -10,7 +10,7 @@ from helpers.chat import prompt_messages, task_prompt
 from helpers.config import PROFILES, get_profile
 from helpers.data import load_task, reference_trace
 from helpers.generation import sample_completions
-from helpers.models import load_model, load_tokenizer, merge_lora, save_model
+from helpers.models import load_model, load_tokenizer, merge_lora, save_model, stage_checkpoint
 from helpers.preferences import (
     RewardModelReward,
     best_vs_worst_pairs,
@@ -37,7 +37,6 @@ from helpers.training import (
     run_dpo,
     run_reward_model,
     run_rloo,
-    start_checkpoint,
 )
 
 TINY = get_profile("tiny")
@@ -117,6 +116,7 @@ def test_reference_solutions_of_generated_math_rows_score_full_marks():
     assert all(verifier_score(reference_trace(row), row) == pytest.approx(1.2) for row in rows)
 
 
+@pytest.mark.slow
 def test_sampling_gives_k_completions_per_prompt_and_pairs_are_topped_up(tokenizer):
     model = load_model("tiny")
     prompts = [prompt_messages("What is 1 + 1?"), prompt_messages("What is 2 + 2?")]
@@ -138,6 +138,7 @@ def test_sampling_gives_k_completions_per_prompt_and_pairs_are_topped_up(tokeniz
 # --- reward model scores ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_reward_model_reads_the_sequences_reward_trainer_trains_on(tokenizer, reward_model, tmp_path):
     from trl import RewardTrainer
 
@@ -156,6 +157,7 @@ def test_reward_model_reads_the_sequences_reward_trainer_trains_on(tokenizer, re
     assert logits.tolist() == pytest.approx(expected, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_score_pairs_table_and_accuracy(tokenizer, reward_model):
     table = score_pairs(reward_model, tokenizer, PAIRS)
     assert list(table.columns) == ["chosen_score", "rejected_score", "margin", "correct", "kind"]
@@ -165,6 +167,7 @@ def test_score_pairs_table_and_accuracy(tokenizer, reward_model):
     assert constraint_kind({"max_words": 5, "lowercase": True}) == "lowercase+max_words" and constraint_kind({}) == "none"
 
 
+@pytest.mark.slow
 def test_reward_function_scores_like_trl_scores_a_reward_model(tokenizer, reward_model):
     """TRL's own path for an nn.Module in reward_funcs: chat template to text, right-padded batch, logits[:, 0]."""
     from trl.data_utils import apply_chat_template
@@ -185,6 +188,7 @@ def test_reward_function_scores_like_trl_scores_a_reward_model(tokenizer, reward
     assert len(reward(prompts=["Say hi", ""], completions=["hi", ""])) == 2
 
 
+@pytest.mark.slow
 def test_reward_function_needs_prompts(tokenizer, reward_model):
     with pytest.raises(ValueError, match="prompts"):
         RewardModelReward(reward_model, tokenizer)(completions=["hi"])
@@ -218,22 +222,23 @@ def test_reward_model_lora_trains_the_new_score_head():
     assert config.task_type == "SEQ_CLS" and "score" in config.modules_to_save
 
 
-def test_start_checkpoint_prefers_later_stages(tmp_path, monkeypatch):
+def test_stage_checkpoint_prefers_later_stages(tmp_path, monkeypatch):
     monkeypatch.setattr(course_config, "CHECKPOINT_DIR", tmp_path)
-    assert start_checkpoint(TINY) == ("tiny", "initial", ["grpo", "sft"])
+    assert stage_checkpoint(TINY, ("grpo", "sft")) == ("tiny", "initial", ["grpo", "sft"])
     (tmp_path / "tiny" / "sft").mkdir(parents=True)
     (tmp_path / "tiny" / "sft" / "config.json").write_text("{}")
-    assert start_checkpoint(TINY) == (str(tmp_path / "tiny" / "sft"), "sft", ["grpo"])
+    assert stage_checkpoint(TINY, ("grpo", "sft")) == (str(tmp_path / "tiny" / "sft"), "sft", ["grpo"])
     (tmp_path / "tiny" / "grpo").mkdir()
-    assert start_checkpoint(TINY)[1] == "sft"  # a folder without a model does not count
+    assert stage_checkpoint(TINY, ("grpo", "sft"))[1] == "sft"  # a folder without a model does not count
     (tmp_path / "tiny" / "grpo" / "config.json").write_text("{}")
-    assert start_checkpoint(TINY) == (str(tmp_path / "tiny" / "grpo"), "grpo", [])
-    assert start_checkpoint(TINY, stages=("sft",))[1] == "sft"
+    assert stage_checkpoint(TINY, ("grpo", "sft")) == (str(tmp_path / "tiny" / "grpo"), "grpo", [])
+    assert stage_checkpoint(TINY, stages=("sft",))[1] == "sft"
 
 
 # --- runs ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_reward_model_trains_logs_accuracy_and_reloads(tokenizer, tmp_path):
     torch.manual_seed(0)
     model = load_reward_model("tiny", tokenizer)
@@ -257,6 +262,7 @@ def test_reward_model_trains_logs_accuracy_and_reloads(tokenizer, tmp_path):
     assert after["chosen_score"].to_numpy() == pytest.approx(before["chosen_score"].to_numpy(), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_rloo_trains_with_rule_based_and_learned_rewards(tokenizer, reward_model, tmp_path):
     rows = [{"prompt": task_prompt({"prompt": f"What is {a} + 1?"}), "answer": str(a + 1)} for a in range(4)]
     config = rloo_config(TINY, tmp_path / "rloo", max_steps=1, disable_tqdm=True, reward_weights=[1.0, 0.2, 0.1])
@@ -270,6 +276,7 @@ def test_rloo_trains_with_rule_based_and_learned_rewards(tokenizer, reward_model
         assert column in history and history[column].notna().sum() == 1, column
 
 
+@pytest.mark.slow
 def test_dpo_trains_on_pairs_and_logs_implicit_rewards(tokenizer, tmp_path):
     pairs = best_vs_worst_pairs([task_prompt(MATH_ROW)] * 2, [["<answer>7</answer>", "<answer>8</answer>"]] * 2,
                                 [[1.0, 0.0]] * 2)

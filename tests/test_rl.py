@@ -152,6 +152,7 @@ def test_group_advantages_rejects_bad_arguments(bad):
         group_advantages([1.0, 0.0, 0.0, 1.0], **bad)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [True, False, "group", "batch", "none"])
 def test_group_advantages_match_grpo_trainer(scale, tmp_path, tokenizer):
     # The second group's spread (1e-3) is smaller than the epsilon: adding 1e-4 to the std versus to
@@ -181,6 +182,7 @@ def test_rloo_is_scaled_mean_centering(k):
     assert torch.allclose(rloo.view(4, k).sum(dim=1), torch.zeros(4, dtype=torch.float64), atol=1e-12)
 
 
+@pytest.mark.slow
 def test_rloo_advantages_match_rloo_trainer(tmp_path, tokenizer):
     rewards = [0.3, 1.0, 0.0, 0.5, 2.0, 2.0, -1.0, 0.25]
     args = RLOOConfig(
@@ -221,6 +223,7 @@ def test_sequence_logprobs_shift_and_mask_by_hand():
     assert torch.allclose(out, expected)
 
 
+@pytest.mark.slow
 def test_sequence_logprobs_match_selective_log_softmax():
     model = tiny_model()
     input_ids = torch.randint(2, VOCAB, (3, 7), generator=torch.Generator().manual_seed(0))
@@ -230,6 +233,7 @@ def test_sequence_logprobs_match_selective_log_softmax():
     assert torch.allclose(ours, selective_log_softmax(logits[:, :-1], input_ids[:, 1:]), atol=1e-10)
 
 
+@pytest.mark.slow
 def test_sequence_logprobs_match_grpo_trainer(tmp_path, tokenizer):
     # TRL scores completions at the sampling temperature: the logits are divided by it.
     trainer = grpo_trainer(tmp_path, tokenizer, tiny_model(), temperature=0.7)
@@ -344,6 +348,7 @@ def test_grpo_loss_rejects_bad_arguments():
         grpo_loss(**case, beta=0.1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("loss_type", "beta", "epsilon_high", "bias_correction"),
     [
@@ -445,6 +450,7 @@ def test_dpo_loss_properties():
     assert dpo_loss([-200.0], [0.0], [0.0], [0.0])[0].item() == pytest.approx(20.0, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_dpo_loss_matches_dpo_trainer(tmp_path, tokenizer):
     args = DPOConfig(
         output_dir=str(tmp_path), report_to="none", use_cpu=True, bf16=False, per_device_train_batch_size=3
@@ -485,6 +491,7 @@ def tiny_policy():
     return load_model("tiny"), load_tokenizer("tiny")
 
 
+@pytest.mark.slow
 def test_sample_group_masks_everything_but_the_completion(tiny_policy):
     from helpers.rl import sample_group
 
@@ -499,6 +506,7 @@ def test_sample_group_masks_everything_but_the_completion(tiny_policy):
     assert torch.equal(group["attention_mask"][:, prompt_length:].bool(), trained[:, prompt_length:])
 
 
+@pytest.mark.slow
 def test_grpo_step_updates_only_when_rewards_differ(tiny_policy):
     from helpers.models import load_model
     from helpers.rl import grpo_step
@@ -542,6 +550,7 @@ def _notebook_function(notebook: str, name: str):
     return namespace[name]
 
 
+@pytest.mark.slow
 def test_notebook_grpo_loop_matches_grpo_step():
     """Notebook 5 writes the GRPO step out in a cell (5.5); it must do what the tested grpo_step does:
     the same samples (same seed) give the same loss, the same rewards and the same updated weights."""

@@ -41,6 +41,7 @@ def tiny_config(tmp_path, **overrides):
     return sft_config(get_profile("tiny"), tmp_path / "sft", disable_tqdm=True, **overrides)
 
 
+@pytest.mark.slow
 def test_trainer_loss_mask_equals_tokenize_conversation_labels(tokenizer, tmp_path):
     from trl import SFTTrainer
 
@@ -82,6 +83,7 @@ def test_lora_config_fields_exist_in_pinned_peft():
     assert {"r", "lora_alpha", "lora_dropout", "target_modules", "task_type"} <= fields
 
 
+@pytest.mark.slow
 def test_sft_trains_logs_history_and_resumes(tokenizer, tmp_path):
     dataset = Dataset.from_list([to_prompt_completion(c) for c in CONVERSATIONS * 4])
     config = tiny_config(tmp_path, max_steps=2, save_steps=1, per_device_train_batch_size=4)
@@ -126,6 +128,7 @@ def test_grpo_config_builds_on_every_profile(name, tmp_path):
     assert (config.beta, config.loss_type) == (0.0, "dapo")  # the pinned TRL defaults the notebook explains
 
 
+@pytest.mark.slow
 def test_grpo_trains_on_math_rewards_and_logs_the_curves(tokenizer, tmp_path):
     from helpers.chat import task_prompt
     from helpers.rewards import format_reward, math_accuracy_reward
@@ -140,3 +143,16 @@ def test_grpo_trains_on_math_rewards_and_logs_the_curves(tokenizer, tmp_path):
     for column in ("reward", "rewards/math_accuracy_reward/mean", "completions/mean_length", "kl", "frac_reward_zero_std"):
         assert column in history and history[column].notna().sum() == 2, column
     assert (tmp_path / "grpo" / COMPLETED_MARKER).exists()
+
+
+def test_trl_defaults_the_notebooks_teach():
+    """Notebooks 5-7 explain these TRL defaults as they are; a TRL upgrade that changes one fails here first."""
+    from trl import DPOConfig, GRPOConfig, RLOOConfig
+
+    grpo = GRPOConfig(output_dir="unused", use_cpu=True, bf16=False)
+    assert (grpo.beta, grpo.loss_type, grpo.scale_rewards, grpo.epsilon, grpo.num_iterations) == (0.0, "dapo", "group",
+                                                                                                 0.2, 1)
+    rloo = RLOOConfig(output_dir="unused", use_cpu=True, bf16=False)
+    assert (rloo.beta, rloo.normalize_advantages) == (0.05, False)
+    dpo = DPOConfig(output_dir="unused", use_cpu=True, bf16=False)
+    assert (dpo.beta, dpo.loss_type) == (0.1, ["sigmoid"])

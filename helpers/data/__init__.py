@@ -70,7 +70,7 @@ from .loaders import load_countdown, load_instructions, load_math, load_preferen
 from .math_problems import make_math_problems
 from .prompts import countdown_prompt, math_prompt
 from .references import reference_trace
-from .schema import FEATURES, SCHEMAS, SPLITS, TASKS, Message, validate_rows
+from .schema import FEATURES, SCHEMAS, SPLITS, TASKS, Message, task_of, validate_rows
 from .splits import VALIDATION_FRACTION, train_validation_split
 
 __all__ = [
@@ -87,6 +87,7 @@ __all__ = [
     "SCHEMAS",
     "FEATURES",
     "validate_rows",
+    "task_of",
     "train_validation_split",
     "countdown_prompt",
     "math_prompt",

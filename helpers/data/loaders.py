@@ -68,7 +68,7 @@ def _load(task: str, profile: str | Profile | None, split: str, source: str | Hu
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
-    if profile.name != "gpu":
+    if profile.source == "offline":
         return _load_offline(task, profile, split)
     if isinstance(source, str):
         if source not in HUB_SOURCES:

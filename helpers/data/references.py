@@ -8,12 +8,13 @@ and rejection sampling's fallback data (``helpers.distillation``) both use it. T
 from __future__ import annotations
 
 from .countdown import countdown_trace
+from .schema import task_of
 
 
 def reference_trace(row: dict) -> str:
     """A row's own worked solution in the R1 format: the math ``solution`` (its closing "The answer is"
     line moved into ``<answer>``), or the solver's search trace for a Countdown row."""
-    if "nums" in row and "target" in row:
+    if task_of(row) == "countdown":
         return countdown_trace(list(row["nums"]), int(row["target"]), give_up_share=0.0)
     lines = [line for line in str(row.get("solution", "")).strip().splitlines()
              if not line.strip().lower().startswith("the answer is")]

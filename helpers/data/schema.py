@@ -95,3 +95,16 @@ def validate_rows(rows: Iterable[Mapping], schema: str | Mapping[str, Any], sour
         schema = SCHEMAS[schema]
     for index, row in enumerate(rows):
         validate_row(row, schema, f"{source} row {index}")
+
+
+def task_of(row: Mapping) -> str:
+    """Which task a row is, from its columns (the one place that decides it): ``"countdown"`` (``nums`` and
+    ``target``), ``"instructions"`` (``constraints``, preference rows included), ``"math"`` (a ``prompt`` string
+    or an ``answer``), else ``"conversation"`` (``messages``, or a ``prompt`` given as messages)."""
+    if "nums" in row and "target" in row:
+        return "countdown"
+    if "constraints" in row:
+        return "instructions"
+    if isinstance(row.get("prompt"), str) or "answer" in row:
+        return "math"
+    return "conversation"

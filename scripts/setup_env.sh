@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Create .venv (if missing, or if pyproject.toml changed since the last install) and install the course.
-# Everything comes from pyproject.toml: its dependencies, then the [tool.course] no-deps packages.
+# Create .venv (if missing, or if pyproject.toml or constraints.txt changed since the last install) and install
+# the course: pyproject.toml's dependencies at the exact tested versions of constraints.txt, then the
+# [tool.course] no-deps packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=.venv
-stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+stamp="$VENV/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
 [ -f "$stamp" ] && exit 0
 
 if ! "$PYTHON" -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] <= (3, 12)))'; then
@@ -18,7 +19,7 @@ echo "Setting up $VENV (first run only) ..."
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 # Some pip mirrors print a warning per package for missing index folders; keep only real messages.
 quiet() { { "$@" 2>&1 || return 1; } | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
-quiet "$VENV/bin/python" -m pip install -q -e '.[dev]'
+quiet "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[dev]'
 nodeps=$("$VENV/bin/python" -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["tool"]["course"]["no-deps"]))')
 quiet "$VENV/bin/python" -m pip install -q --no-deps $nodeps
 rm -f "$VENV"/.installed-*

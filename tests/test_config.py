@@ -77,3 +77,24 @@ def test_cpu_has_native_bf16_reads_the_flags():
     assert not cpu_has_native_bf16("flags : fpu sse avx2 avx512f\n")
     assert not cpu_has_native_bf16("")
     assert isinstance(cpu_has_native_bf16(), bool)  # this machine, whatever it has
+
+
+def test_constraints_pin_every_dependency_within_its_range():
+    """constraints.txt (the tested versions) must pin each pyproject.toml dependency to a version its range allows."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    root = config.REPO_ROOT
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    pins = {}
+    for line in (root / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = version.strip()
+    for spec in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        requirement = Requirement(spec)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement.name} is not pinned in constraints.txt"
+        assert requirement.specifier.contains(pins[name]), f"{requirement.name}=={pins[name]} is outside {spec!r}"

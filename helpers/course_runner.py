@@ -44,6 +44,7 @@ def execute_notebook(path: Path, timeout_per_cell: int = 3600) -> None:
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
         coalesce_streams=True,  # a progress bar is saved as its last state, not as one output per update
+        record_timing=False,  # no per-cell timestamps in the committed JSON (they change on every run)
     )
     try:
         client.execute()

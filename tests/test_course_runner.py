@@ -28,6 +28,7 @@ def test_runs_in_order_in_place_and_stops_at_failure(tmp_path, capsys):
     assert "boom" in summary.loc[1, "error"]
     executed = nbformat.read(first, as_version=4)
     assert executed.cells[0].outputs[0]["text"].strip() == "tiny"  # in place, profile passed to the kernel
+    assert "execution" not in executed.cells[0].metadata  # no timestamps to commit
     assert nbformat.read(third, as_version=4).cells[0].outputs == []
     assert list(pd.read_csv(times_csv)["status"]) == ["ok", "failed", "not run"]
     out = capsys.readouterr().out
@@ -41,3 +42,11 @@ def test_main_rejects_bad_profile_and_missing_notebook(tmp_path, capsys):
     with pytest.raises(SystemExit):
         course_runner.main([str(tmp_path / "missing.ipynb")])
     assert "no such notebook" in capsys.readouterr().err
+
+
+def test_committed_notebooks_carry_no_execution_timestamps():
+    notebooks = sorted(course_runner.REPO_ROOT.glob("notebooks/**/*.ipynb"))
+    assert notebooks
+    stamped = [f"{path.name} cell {i}" for path in notebooks
+               for i, cell in enumerate(nbformat.read(path, as_version=4).cells) if "execution" in cell.metadata]
+    assert not stamped, stamped

@@ -253,12 +253,12 @@ def rloo_config(profile: Profile, output_dir: str | Path, **overrides) -> RLOOCo
 
 
 def run_rloo(model, tokenizer, train_dataset, reward_funcs: list, config: RLOOConfig,
-             peft_config: LoraConfig | None = None) -> RLOOTrainer:
+             peft_config: LoraConfig | None = None, callbacks: list | None = None) -> RLOOTrainer:
     """Train with TRL's RLOOTrainer (history CSV per step, resume as ``run_sft``). ``reward_funcs`` may mix
     rule-based functions and learned ones (``helpers.preferences.RewardModelReward``)."""
     resume_from = prepare_run_dir(config.output_dir)
     trainer = RLOOTrainer(model=model, reward_funcs=reward_funcs, args=config, train_dataset=train_dataset,
-                          processing_class=tokenizer, peft_config=peft_config)
+                          processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
     return train_with_history(trainer, resume_from)
 
 

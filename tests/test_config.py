@@ -98,3 +98,19 @@ def test_constraints_pin_every_dependency_within_its_range():
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{requirement.name} is not pinned in constraints.txt"
         assert requirement.specifier.contains(pins[name]), f"{requirement.name}=={pins[name]} is outside {spec!r}"
+
+
+def test_profiles_are_data_not_branches():
+    """What differs between profiles is a field (source, accelerator, sizes), never a test of the profile's name."""
+    import dataclasses
+    import re
+
+    assert {p.source for p in PROFILES.values()} == {"offline", "hub"}
+    assert PROFILES["gpu"].accelerator == "cuda" and PROFILES["cpu"].accelerator == "cpu"
+    with pytest.raises(ValueError, match="source must be"):
+        dataclasses.replace(PROFILES["cpu"], source="s3")
+    branches = [f"{path.relative_to(config.REPO_ROOT)}:{number}"
+                for path in sorted((config.REPO_ROOT / "helpers").rglob("*.py"))
+                for number, line in enumerate(path.read_text().splitlines(), 1)
+                if re.search(r"\.name\s*[!=]=\s*[\"'](tiny|cpu|gpu)[\"']", line)]
+    assert not branches, branches

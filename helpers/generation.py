@@ -32,6 +32,19 @@ def end_of_turn_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
+def decoding_kwargs(do_sample: bool, temperature: float = 1.0, top_p: float = 1.0) -> dict:
+    """``generate`` keywords for plain decoding, whatever the checkpoint's ``generation_config.json`` says.
+
+    Qwen2.5-Instruct's sets top_k 20, top_p 0.8, temperature 0.7 and a repetition penalty, and ``model.generate``
+    fills every keyword not given from it: "greedy" would be penalised greedy and every sample would come from a
+    truncated distribution. Explicit keywords win, so greedy is the argmax and sampling is the model's own
+    distribution at ``temperature`` (nucleus ``top_p``), as in TRL's trainers, which set every field too."""
+    neutral = {"top_k": 0, "repetition_penalty": 1.0, "min_p": None, "typical_p": 1.0}
+    if do_sample:
+        return {"do_sample": True, "temperature": temperature, "top_p": top_p, **neutral}
+    return {"do_sample": False, "temperature": 1.0, "top_p": 1.0, **neutral}
+
+
 @torch.inference_mode()
 def generate(model, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]], max_new_tokens: int = 128,
              batch_size: int = 16, do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
@@ -51,7 +64,7 @@ def generate(model, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]
         for start in tqdm(batches, desc="generating", disable=not progress, leave=False):
             batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
                               add_special_tokens=False).to(device)
-            sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
+            sampling = decoding_kwargs(do_sample, temperature, top_p)
             inputs, copies = dict(batch), num_return_sequences
             if num_return_sequences > 1 and batch["input_ids"].shape[1] > 1:
                 inputs, copies = _read_prompts_once(model, batch, num_return_sequences), 1

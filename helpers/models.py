@@ -12,14 +12,17 @@ or a Hugging Face Hub id. Profiles resolve to an *initial* checkpoint under
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import random
 import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from peft import AutoPeftModelForCausalLM, LoraConfig, get_peft_model
 from tokenizers import AddedToken, normalizers
@@ -309,8 +312,20 @@ def initial_checkpoint(profile: Profile) -> str:
     target = profile.checkpoint_dir / "initial"
     if not (target / "config.json").exists():
         builder = {"tiny": _build_tiny_initial, "cpu": _build_cpu_initial}[profile.name]
-        builder(target)
+        with _random_state_kept():  # building on first use must not change what the notebook draws next
+            builder(target)
     return str(target)
+
+
+@contextlib.contextmanager
+def _random_state_kept():
+    """Run a block without touching the caller's random state (Python, NumPy, torch): the initial model is built
+    on first load, mid-notebook, and a fresh checkout must then train exactly as a second run does."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        yield
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)
 
 
 # ---------------------------------------------------------------------------

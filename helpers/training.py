@@ -124,9 +124,13 @@ def save_history(log_history: list[dict], path: str | Path) -> pd.DataFrame:
 
 
 def last_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest ``checkpoint-N`` folder in ``output_dir``, to resume an interrupted run from."""
-    checkpoints = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return str(checkpoints[-1]) if checkpoints else None
+    """The newest complete ``checkpoint-N`` folder in ``output_dir``, to resume an interrupted run from.
+
+    A checkpoint counts when it has ``trainer_state.json``, the last file the trainer writes into it: a save cut
+    short (a Colab disconnect) leaves a folder without it, which would fail every re-run if it were picked."""
+    complete = [p for p in Path(output_dir).glob("checkpoint-*")
+                if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()]
+    return str(max(complete, key=lambda p: int(p.name.split("-")[-1]))) if complete else None
 
 
 def prepare_run_dir(output_dir: str | Path) -> str | None:

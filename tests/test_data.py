@@ -23,6 +23,7 @@ from helpers.rewards import (
     equation_numbers,
     evaluate_equation,
     extract_answer,
+    has_valid_format,
 )
 
 THINK_TAG = re.compile(r"^<think>\n(.*)\n</think>\n<answer>(.*)</answer>$", re.S)
@@ -358,7 +359,9 @@ def test_normalize_countdown_and_trace_rows():
              "Assistant: Let me solve this step by step.\n<think>")
     out = data.normalize_cog_behav_row({"query": query, "completion": " 1+2+3=6 </think>\n<answer>1+2+3</answer>"})
     assert out["messages"][0] == {"role": "user", "content": "Using the numbers [1, 2, 3], make 6."}
-    assert out["messages"][1]["content"].startswith("Let me solve this step by step.\n<think> 1+2+3=6")
+    assistant = out["messages"][1]["content"]
+    assert assistant.startswith("<think> 1+2+3=6")  # TinyZero's "Let me solve this step by step." is dropped
+    assert has_valid_format(assistant)  # what SFT teaches, the format reward accepts
     stratos = {"system": "sys", "conversations": [
         {"from": "user", "value": "What is 1+1?"},
         {"from": "assistant", "value": "<|begin_of_thought|>\nadd\n<|end_of_thought|>\n<|begin_of_solution|>\n2\n<|end_of_solution|>"}]}

@@ -312,3 +312,29 @@ def test_several_samples_per_prompt_read_the_prompt_once_and_change_nothing():
                        num_return_sequences=4, progress=False)
     assert len(sampled) == 8 and all(isinstance(text, str) for text in sampled)
     assert len(set(sampled)) > 2  # sampling still samples: the copies of a prompt are not all alike
+
+
+@pytest.mark.slow
+def test_decoding_ignores_the_checkpoints_sampling_defaults():
+    """Qwen2.5-Instruct ships top_k 20, top_p 0.8, temperature 0.7 and a repetition penalty in its
+    generation_config.json; greedy must still be the argmax and sampling the model's own distribution."""
+    import warnings
+
+    from helpers.config import seed_everything
+    from helpers.rl import sample_group
+
+    tokenizer, clean, qwen_like = load_tokenizer("tiny"), load_model("tiny"), load_model("tiny")
+    qwen_like.generation_config.update(do_sample=True, top_k=1, top_p=0.5, temperature=0.1, repetition_penalty=50.0)
+    prompts = [[{"role": "user", "content": f"Count to {n}"}] for n in range(4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "do_sample is False but temperature is set" noise either
+        assert generate(qwen_like, tokenizer, prompts, max_new_tokens=8, progress=False) == \
+            generate(clean, tokenizer, prompts, max_new_tokens=8, progress=False)
+    sampled = []
+    for model in (qwen_like, clean):
+        seed_everything(3)
+        sampled.append(generate(model, tokenizer, prompts, max_new_tokens=8, do_sample=True, temperature=1.0,
+                                num_return_sequences=2, progress=False))
+        seed_everything(3)
+        sampled.append(sample_group(model, tokenizer, prompts[0], 3, 8)["completions"])
+    assert sampled[0] == sampled[2] and sampled[1] == sampled[3]

@@ -161,3 +161,24 @@ def test_save_model_replaces_previous_checkpoint(tmp_path, qwen_tokenizer):
     save_model(model, target, qwen_tokenizer)
     assert not (target / "stale.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary folders left behind
+
+
+@pytest.mark.slow
+def test_building_the_initial_model_leaves_the_random_state_alone(tmp_path, monkeypatch):
+    """A fresh checkout builds the initial model mid-notebook; what the notebook draws next must not change."""
+    import random
+
+    import numpy as np
+
+    import helpers.config as course_config
+    from helpers.config import get_profile, seed_everything
+    from helpers.models import initial_checkpoint
+
+    seed_everything(5)
+    expected = (random.random(), np.random.rand(), torch.rand(3))
+    monkeypatch.setattr(course_config, "CHECKPOINT_DIR", tmp_path)
+    seed_everything(5)
+    built = initial_checkpoint(get_profile("tiny"))
+    assert built.startswith(str(tmp_path))  # it really was built here, not found
+    drawn = (random.random(), np.random.rand(), torch.rand(3))
+    assert drawn[:2] == expected[:2] and torch.equal(drawn[2], expected[2])

@@ -108,10 +108,14 @@ def test_sft_trains_logs_history_and_resumes(tokenizer, tmp_path):
     assert (tmp_path / "sft" / COMPLETED_MARKER).exists()
 
 
-def test_last_checkpoint_picks_highest_step(tmp_path):
+def test_last_checkpoint_picks_the_highest_complete_step(tmp_path):
     assert last_checkpoint(tmp_path) is None
     for step in (5, 40, 9):
         (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path).endswith("checkpoint-40")
+    (tmp_path / "checkpoint-60").mkdir()  # a save cut short: no trainer_state.json
+    (tmp_path / "checkpoint-final").mkdir()
     assert last_checkpoint(tmp_path).endswith("checkpoint-40")
 
 

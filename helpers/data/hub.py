@@ -73,15 +73,18 @@ def normalize_countdown_row(row: Mapping) -> dict:
 
 def normalize_cog_behav_row(row: Mapping) -> dict:
     """cog_behav_all_strategies: ``query`` is a TinyZero-style prompt ("...User: <task>\\nAssistant: <prefill>")
-    and ``completion`` the rest of the answer. The task becomes the user turn; the assistant's prefill
-    (such as "Let me solve this step by step.\\n<think>") plus the completion become the assistant turn."""
+    and ``completion`` the rest of the answer. The task becomes the user turn; the assistant turn is the prefill
+    from its ``<think>`` on, then the completion. TinyZero's words before the tag ("Let me solve this step by
+    step.") are dropped: the course's format (``has_valid_format``) starts an answer with ``<think>``, and SFT
+    must not teach what every later reward rejects."""
     query, completion = _get(row, "query", str), _get(row, "completion", str)
     user, prefill = query, ""
     if "User:" in query:
         user = query.split("User:", 1)[1]
     if "Assistant:" in user:
         user, prefill = user.split("Assistant:", 1)
-    return {"messages": [message("user", user.strip()), message("assistant", prefill.lstrip() + completion)],
+    prefill = prefill[prefill.index("<think>"):] if "<think>" in prefill else prefill.lstrip()
+    return {"messages": [message("user", user.strip()), message("assistant", prefill + completion)],
             "task": "countdown"}
 
 

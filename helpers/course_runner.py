@@ -3,9 +3,12 @@
     python -m helpers.course_runner                 # every notebook in notebooks/, default profile
     python -m helpers.course_runner --profile tiny notebooks/03_lora_sft.ipynb
 
-Each notebook is executed into a temporary copy and only then swapped in, so an interrupted
-run never leaves a half-executed notebook behind. The run stops at the first failing notebook
-(later stages read earlier stages' checkpoints) and says which cell failed.
+A notebook that runs through replaces the committed one (written to a temporary file, then renamed).
+One that fails, times out or loses its kernel leaves the committed notebook as it was and is saved
+beside it as ``<name>.failed.ipynb`` (git-ignored), with the error in the failing cell; an interrupted
+run leaves it untouched too. The run stops at the first failure (later stages read earlier stages'
+checkpoints), says which cell failed, and still prints the summary. Cells have no time limit by default
+(GRPO on the ``gpu`` profile runs for hours in one cell); ``--cell-timeout`` sets one.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError, DeadKernelError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 from helpers.config import REPO_ROOT, get_profile
 
@@ -35,8 +38,13 @@ class NotebookRun:
     error: str = ""
 
 
-def execute_notebook(path: Path, timeout_per_cell: int = 3600) -> None:
-    """Run every cell of ``path`` in a fresh kernel (cwd = the notebook's folder) and save it in place."""
+def failed_copy(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.failed.ipynb")
+
+
+def execute_notebook(path: Path, timeout_per_cell: int | None = None) -> None:
+    """Run every cell of ``path`` in a fresh kernel (cwd = the notebook's folder); save it in place when every
+    cell ran, else save what ran as ``failed_copy(path)`` and raise."""
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
         notebook,
@@ -48,14 +56,17 @@ def execute_notebook(path: Path, timeout_per_cell: int = 3600) -> None:
     )
     try:
         client.execute()
-    finally:
-        # Save what ran even on failure, so the error output is visible in the notebook.
-        tmp = path.with_name(f".{path.name}.tmp")
-        nbformat.write(notebook, tmp)
-        os.replace(tmp, path)
+    except (CellExecutionError, CellTimeoutError, DeadKernelError):
+        nbformat.write(notebook, failed_copy(path))  # the error is visible there; the committed notebook stays
+        raise
+    tmp = path.with_name(f".{path.name}.tmp")
+    nbformat.write(notebook, tmp)
+    os.replace(tmp, path)
+    failed_copy(path).unlink(missing_ok=True)
 
 
-def run_course(notebooks: list[Path], profile_name: str | None = None) -> pd.DataFrame:
+def run_course(notebooks: list[Path], profile_name: str | None = None,
+               timeout_per_cell: int | None = None) -> pd.DataFrame:
     """Execute ``notebooks`` in order under ``profile_name``; return one row per notebook."""
     profile = get_profile(profile_name)  # fails early on a wrong profile name
     os.environ["COURSE_PROFILE"] = profile.name
@@ -65,12 +76,14 @@ def run_course(notebooks: list[Path], profile_name: str | None = None) -> pd.Dat
         print(f"[{index}/{len(notebooks)}] {path.name} ...", flush=True)
         start = time.perf_counter()
         try:
-            execute_notebook(path)
-        except (CellExecutionError, DeadKernelError) as err:  # a failing cell, or a kernel killed (out of memory)
+            execute_notebook(path, timeout_per_cell)
+        # a failing cell, a cell past --cell-timeout, or a kernel killed (out of memory)
+        except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
             seconds = time.perf_counter() - start
             first_line = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
             runs.append(NotebookRun(path.name, "failed", seconds, first_line))
-            print(f"[{index}/{len(notebooks)}] {path.name} FAILED after {seconds:.0f} s: {first_line}", flush=True)
+            print(f"[{index}/{len(notebooks)}] {path.name} FAILED after {seconds:.0f} s: {first_line} "
+                  f"(what ran is in {failed_copy(path).name}; {path.name} is unchanged)", flush=True)
             break
         seconds = time.perf_counter() - start
         runs.append(NotebookRun(path.name, "ok", seconds))
@@ -89,13 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: all of notebooks/, in order)")
     parser.add_argument("--profile", default=None, help="tiny, cpu or gpu (default: $COURSE_PROFILE, else by hardware)")
+    parser.add_argument("--cell-timeout", type=int, default=None, help="seconds one cell may run (default: no limit)")
     args = parser.parse_args(argv)
     notebooks = [p.resolve() for p in args.notebooks] or sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
     missing = [str(p) for p in notebooks if not p.exists()]
     if missing:
         parser.error(f"no such notebook: {', '.join(missing)}")
     try:
-        summary = run_course(notebooks, args.profile)
+        summary = run_course(notebooks, args.profile, args.cell_timeout)
     except ValueError as err:  # a wrong profile name
         parser.error(str(err))
     total = summary["seconds"].sum()

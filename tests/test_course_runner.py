@@ -26,6 +26,9 @@ def test_runs_in_order_in_place_and_stops_at_failure(tmp_path, capsys):
     summary = course_runner.run_course([first, second, third], "tiny")
     assert list(summary["status"]) == ["ok", "failed", "not run"]
     assert "boom" in summary.loc[1, "error"]
+    assert nbformat.read(second, as_version=4).cells[0].outputs == []  # the committed notebook is left as it was
+    failed = nbformat.read(course_runner.failed_copy(second), as_version=4)
+    assert failed.cells[0].outputs[0]["ename"] == "ValueError"  # what ran, error included, beside it
     executed = nbformat.read(first, as_version=4)
     assert executed.cells[0].outputs[0]["text"].strip() == "tiny"  # in place, profile passed to the kernel
     assert "execution" not in executed.cells[0].metadata  # no timestamps to commit
@@ -33,6 +36,14 @@ def test_runs_in_order_in_place_and_stops_at_failure(tmp_path, capsys):
     assert list(pd.read_csv(times_csv)["status"]) == ["ok", "failed", "not run"]
     out = capsys.readouterr().out
     assert "[1/3] 01_a.ipynb done in" in out and "[2/3] 02_b.ipynb FAILED" in out
+
+
+@pytest.mark.slow
+def test_a_cell_past_the_time_limit_is_a_failure_with_a_summary(tmp_path):
+    slow = _notebook(tmp_path / "01_slow.ipynb", "import time\ntime.sleep(30)")
+    summary = course_runner.run_course([slow], "tiny", timeout_per_cell=2)
+    assert list(summary["status"]) == ["failed"] and summary.loc[0, "seconds"] < 25
+    assert nbformat.read(slow, as_version=4).cells[0].outputs == []
 
 
 def test_main_rejects_bad_profile_and_missing_notebook(tmp_path, capsys):

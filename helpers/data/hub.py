@@ -209,7 +209,12 @@ def load_hub(task: str, source: HubSource, profile: Profile, split: str) -> data
     if "train" not in source.splits:
         raise ValueError(f"{source.path} has no {split!r} split and no train split to carve one from "
                          f"(it has {sorted(source.splits)})")
-    parts = train_validation_split(_read_hub(task, source, "train", pool))
-    if split == "test":  # no test split at the source: evaluate on the held-out validation rows
-        return parts["validation"].select(range(min(profile.n_eval, len(parts["validation"]))))
-    return parts[split]
+    if "test" in source.splits:
+        return train_validation_split(_read_hub(task, source, "train", pool))[split]
+    # No test split at the source: the test rows are set aside first (a seeded sample, at most a tenth of what
+    # is read), then train and validation come from the rest, so the three never share a row.
+    rows = _read_hub(task, source, "train", pool + profile.n_eval)
+    n_test = min(profile.n_eval, len(rows) // 10) if len(rows) < pool + profile.n_eval else profile.n_eval
+    if split == "test":
+        return rows.select(range(n_test))
+    return train_validation_split(rows.select(range(n_test, len(rows))))[split]

@@ -61,6 +61,7 @@ def conv(text: str) -> list[dict[str, str]]:
         ("The answer is 42. Check: 6*7=42", "42"),
         ("**Answer:** -7", "-7"),
         ("The answer is 3.\nOn second thought, the answer is 4.", "4"),  # several places: last wins
+        ("The answer is 7.\n" + "Answer:\n" * 30, "7"),  # empty phrases after it are skipped (up to 100 tried)
         ("Natalia sold 48/2 = 24 clips.\n#### 1,234", "1,234"),  # GSM8K
         ("The answer is 5\n#### 6", "6"),  # the later of the two phrase forms
         ("so we get v_{R}=4 m/s for the speed", "4"),  # variable form

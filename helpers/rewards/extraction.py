@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from .calling import completion_text
-from .limits import MAX_ANSWER_CHARS, MAX_BOXED_SCAN, MAX_BOXED_TRIES
+from .limits import MAX_ANSWER_CHARS, MAX_BOXED_SCAN, MAX_BOXED_TRIES, MAX_PHRASE_TRIES
 
 
 def extract_answer(text: Any) -> str | None:
@@ -143,11 +143,16 @@ def _phrase_candidates(text: str) -> tuple[int, str] | None:
     """Last 'The answer is ...' / 'Answer: ...' / '#### ...' capture (position, cleaned text)."""
     found: tuple[int, str] | None = None
     # The last phrase wins, so read from the end: whole lines in growing windows (a phrase never spans a
-    # line), so a 100,000-line completion costs the scan of its last lines, not of all of it.
+    # line), so a 100,000-line completion costs the scan of its last lines, not of all of it; and at most
+    # MAX_PHRASE_TRIES phrases are tried, so 100,000 empty "Answer:" lines cost 100 tries, not 100,000.
     end, window = (len(text), 4096) if "nswer" in text or "NSWER" in text else (0, 0)
-    while found is None and end > 0:
+    tries = 0
+    while found is None and end > 0 and tries < MAX_PHRASE_TRIES:
         start = 0 if end <= window else text.rfind("\n", 0, end - window) + 1
         for m in reversed(list(_ANSWER_PHRASE_RE.finditer(text, start, end))):
+            tries += 1
+            if tries > MAX_PHRASE_TRIES:
+                break
             rest = text[m.end() : m.end() + MAX_PHRASE_CHARS].split("\n", 1)[0]
             if not rest.strip():  # nothing after the phrase on its line ("Answer:" then a line break)
                 continue

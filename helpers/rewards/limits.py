@@ -6,6 +6,7 @@ from __future__ import annotations
 MAX_ANSWER_CHARS = 1_000  # an extracted answer longer than this is cut to its last 1,000 characters
 MAX_BOXED_SCAN = 2_000  # characters scanned to balance the braces of one \boxed{...}
 MAX_BOXED_TRIES = 20  # \boxed occurrences tried, from the last one backwards
+MAX_PHRASE_TRIES = 100  # "The answer is" / "Answer:" phrases tried, from the last one backwards
 MAX_NUMBER_DIGITS = 100  # longer digit runs are not treated as numbers
 MAX_MV_CHARS = 120  # longest answer handed to math-verify
 MAX_MV_DEPTH = 4  # deepest bracket nesting handed to math-verify (its LaTeX parser slows sharply past this)

@@ -39,10 +39,12 @@ def decoding_kwargs(do_sample: bool, temperature: float = 1.0, top_p: float = 1.
     fills every keyword not given from it: "greedy" would be penalised greedy and every sample would come from a
     truncated distribution. Explicit keywords win, so greedy is the argmax and sampling is the model's own
     distribution at ``temperature`` (nucleus ``top_p``), as in TRL's trainers, which set every field too."""
-    neutral = {"top_k": 0, "repetition_penalty": 1.0, "min_p": None, "typical_p": 1.0}
     if do_sample:
-        return {"do_sample": True, "temperature": temperature, "top_p": top_p, **neutral}
-    return {"do_sample": False, "temperature": 1.0, "top_p": 1.0, **neutral}
+        return {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0, "min_p": None,
+                "typical_p": 1.0, "repetition_penalty": 1.0}
+    # greedy applies no sampling filter, only the repetition penalty; setting the filters here would only make
+    # transformers log that they are unused
+    return {"do_sample": False, "repetition_penalty": 1.0}
 
 
 @torch.inference_mode()

@@ -338,3 +338,10 @@ def test_decoding_ignores_the_checkpoints_sampling_defaults():
         seed_everything(3)
         sampled.append(sample_group(model, tokenizer, prompts[0], 3, 8)["completions"])
     assert sampled[0] == sampled[2] and sampled[1] == sampled[3]
+    # and no flag transformers would log as unused ("generation flags are not valid") in either mode
+    from transformers import GenerationConfig
+
+    from helpers.generation import decoding_kwargs
+
+    GenerationConfig(**decoding_kwargs(False)).validate(strict=True)
+    GenerationConfig(**decoding_kwargs(True, temperature=0.9)).validate(strict=True)

@@ -832,3 +832,11 @@ def test_hostile_completion_costs_under_a_cpu_second(name, warm_math_verify):
             slow[call] = round(elapsed, 3)
     assert not slow, f"{name}: {slow}"
 
+
+
+@pytest.mark.parametrize("pad", range(8150, 8210, 3))
+def test_an_answer_phrase_is_found_wherever_a_long_line_is_cut(pad):
+    # a single long line is read from its end in pieces of 8192 characters; the phrase must be found whole
+    # wherever a piece boundary falls, in it or next to it
+    text = "First, 4 + 3. The answer is 7. " + "z" * pad
+    assert extract_answer(text) == "7"

@@ -64,6 +64,7 @@ _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 # ("The answer is 18. Wait, ... The answer is 20.") is found too, and the last one wins.
 _ANSWER_PHRASE_RE = re.compile(r"\banswer\b[*_]*[ \t]*(?:is\b|:|=)[*_: \t]*", re.IGNORECASE)
 MAX_PHRASE_CHARS = 500  # characters read after an answer phrase (to the end of its line at most)
+_PHRASE_OVERLAP = 64  # longer than any match of _ANSWER_PHRASE_RE short of a run of spaces
 _GSM8K_RE = re.compile(r"####[ \t]*([^\n]*)")
 _NUM_TOKEN = r"-?(?:(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)(?:[ \t]*/[ \t]*\d+)?"
 _FRAC_TOKEN = r"-?\\[dt]?frac\{-?\d+\}\{\d+\}"
@@ -145,11 +146,17 @@ def _phrase_candidates(text: str) -> tuple[int, str] | None:
     # The last phrase wins, so read from the end: whole lines in growing windows (a phrase never spans a
     # line), so a 100,000-line completion costs the scan of its last lines, not of all of it; and at most
     # MAX_PHRASE_TRIES phrases are tried, so 100,000 empty "Answer:" lines cost 100 tries, not 100,000.
+    # A single long line is read in pieces of at most 2 * window characters, each overlapping the piece after
+    # it by a phrase's length, so one 1.4 MB line of "The answer is " makes a few hundred match objects, not
+    # 100,000 (each allocation can trigger the garbage collector, whose cost grows with a trainer's heap).
     end, window = (len(text), 4096) if "nswer" in text or "NSWER" in text else (0, 0)
     tries = 0
     while found is None and end > 0 and tries < MAX_PHRASE_TRIES:
         start = 0 if end <= window else text.rfind("\n", 0, end - window) + 1
-        for m in reversed(list(_ANSWER_PHRASE_RE.finditer(text, start, end))):
+        start = max(start, end - 2 * window)
+        for m in reversed(list(_ANSWER_PHRASE_RE.finditer(text, start, min(len(text), end + _PHRASE_OVERLAP)))):
+            if m.start() >= end:  # tried with the piece after this one
+                continue
             tries += 1
             if tries > MAX_PHRASE_TRIES:
                 break

@@ -80,6 +80,9 @@ def check_instruction_constraints(text: Any, constraints: Any) -> float:
     return satisfied / total if total else 1.0
 
 
+# a whitespace-free token holding one character that str.isalnum() accepts ([^\W_]); one regex pass, since a
+# Python loop over 500,000 tokens costs 0.3 to 0.5 CPU-seconds
+_WORD_RE = re.compile(r"(?<!\S)\S*?[^\W_]\S*")  # the lookbehind: one try per token, not per character
 _BULLET_RE = re.compile(r"(?m)^[ \t]*[-*•][ \t]+\S")
 _FENCE_RE = re.compile(r"```(?:json)?[ \t]*\n?(.*?)```", re.DOTALL)
 
@@ -116,7 +119,7 @@ def _json_object(text: str) -> dict | None:
 
 def _word_count(text: str) -> int:
     """Whitespace-separated tokens with a letter or digit in them (bullet dashes and lone symbols are not words)."""
-    return sum(1 for token in text.split() if any(c.isalnum() for c in token))
+    return len(_WORD_RE.findall(text))
 
 
 def _has_json_keys(text: str, keys: list[str]) -> bool:

@@ -36,6 +36,7 @@ from transformers import (
     Qwen2Config,
 )
 from transformers.convert_slow_tokenizer import TikTokenConverter
+from transformers.utils import logging as hf_logging
 
 from helpers.config import CHECKPOINT_DIR, PROFILES, Profile, get_profile, seed_everything
 
@@ -413,6 +414,20 @@ def loading_kwargs(name: str | os.PathLike, dtype: torch.dtype | None = None) ->
     return {"dtype": dtype, "device_map": "auto"} if torch.cuda.is_available() else {"dtype": dtype}
 
 
+@contextlib.contextmanager
+def _loading_bar_hidden(local: bool):
+    """A local checkpoint loads in about a second, and its "Loading weights" bar is one more stderr line per load
+    (notebook 9 loads fourteen); a Hub download keeps its progress bars."""
+    shown = hf_logging.is_progress_bar_enabled()
+    if local and shown:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if local and shown:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(name: str | os.PathLike, lora_cfg=None, dtype: torch.dtype | None = None):
     """Load a causal LM by profile name, local checkpoint or Hub id.
 
@@ -423,10 +438,11 @@ def load_model(name: str | os.PathLike, lora_cfg=None, dtype: torch.dtype | None
     source = resolve_model_name(name)
     kwargs = loading_kwargs(name, dtype)
     try:
-        if (Path(source) / "adapter_config.json").exists():
-            model = AutoPeftModelForCausalLM.from_pretrained(source, **kwargs)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        with _loading_bar_hidden(Path(source).exists()):
+            if (Path(source) / "adapter_config.json").exists():
+                model = AutoPeftModelForCausalLM.from_pretrained(source, **kwargs)
+            else:
+                model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as err:
         if Path(source).exists():
             raise

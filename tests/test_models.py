@@ -182,3 +182,12 @@ def test_building_the_initial_model_leaves_the_random_state_alone(tmp_path, monk
     assert built.startswith(str(tmp_path))  # it really was built here, not found
     drawn = (random.random(), np.random.rand(), torch.rand(3))
     assert drawn[:2] == expected[:2] and torch.equal(drawn[2], expected[2])
+
+
+def test_a_local_checkpoint_loads_without_a_progress_bar(capfd):
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    load_model("tiny")
+    assert "Loading weights" not in capfd.readouterr().err  # notebook 9 loads fourteen checkpoints
+    assert hf_logging.is_progress_bar_enabled()  # restored for Hub downloads

@@ -87,6 +87,23 @@ STAGE_RESULT_COLUMNS = ["stage", "task", "metric", "n", "before", "after", "fixe
 STAGE_RESULTS_FILE = "stage_results.csv"
 
 
+def bootstrap_interval(scores, n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-prompt ``scores``: resample prompts with replacement
+    (seeded), take each resample's mean, keep the middle ``confidence`` share. For one model's accuracy (error
+    bars); ``paired_comparison`` applies it to the paired differences."""
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim != 1 or scores.size == 0:
+        raise ValueError(f"scores must be non-empty and 1-D, got shape {scores.shape}")
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_resamples)
+    for start in range(0, n_resamples, 1_000):  # in blocks: 10,000 x 800 indices at once is 64 MB
+        block = rng.integers(0, scores.size, size=(min(1_000, n_resamples - start), scores.size))
+        means[start:start + len(block)] = scores[block].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)
+
+
 def paired_comparison(before, after, n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0) -> dict:
     """Compare two models on the same prompts: per-prompt scores ``before[i]`` and ``after[i]`` (0/1 for greedy
     correctness, a per-prompt pass rate for sampled accuracy).
@@ -102,13 +119,7 @@ def paired_comparison(before, after, n_resamples: int = 10_000, confidence: floa
         raise ValueError(f"before and after must be equal-length, non-empty 1-D scores, got {before.shape} and "
                          f"{after.shape}")
     diff = after - before
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_resamples)
-    for start in range(0, n_resamples, 1_000):  # in blocks: 10,000 x 800 indices at once is 64 MB
-        block = rng.integers(0, diff.size, size=(min(1_000, n_resamples - start), diff.size))
-        means[start:start + len(block)] = diff[block].mean(axis=1)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
+    low, high = bootstrap_interval(diff, n_resamples, confidence, seed)
     return {"n": int(diff.size), "before": float(before.mean()), "after": float(after.mean()),
             "fixed": int((diff > 0).sum()), "broken": int((diff < 0).sum()),
             "ci_low": float(low), "ci_high": float(high)}
@@ -210,6 +221,35 @@ def evaluate(name, rows: list[dict], task: str, profile, label: str | None = Non
 # pass@k curves, the leaderboard as CSV and Markdown
 # ---------------------------------------------------------------------------------------------
 
+
+def majority_vote_correct(scored: pd.DataFrame, k: int) -> pd.Series:
+    """Self-consistency (Wang et al., 2022), per problem: is the answer most of its first ``k`` samples give right?
+
+    Answers are compared with ``answers_match`` (``0.75`` and ``3/4`` vote together); a sample with no answer does
+    not vote; a tie goes to the answer given first; the problem counts as solved when the first sample giving the
+    winning answer is correct. ``scored``: ``pass_at_k_curve``'s table (``prompt_index``, ``completion``,
+    ``correct``), samples in the order drawn. Unlike best-of-k (pass@k), it needs no verifier."""
+    solved = {}
+    for index, group in scored.groupby("prompt_index", sort=True):
+        votes: list[list] = []  # [answer, votes, whether its first sample is correct]
+        for completion, correct in zip(group["completion"].head(k), group["correct"].head(k)):
+            answer = rewards.extract_answer(completion)
+            if answer is None:
+                continue
+            for vote in votes:
+                if rewards.answers_match(answer, vote[0]):
+                    vote[1] += 1
+                    break
+            else:
+                votes.append([answer, 1, bool(correct)])
+        winner = max(votes, key=lambda vote: vote[1]) if votes else None  # max keeps the first of equals
+        solved[index] = float(bool(winner and winner[2]))
+    return pd.Series(solved, name=f"majority of {k}")
+
+
+def majority_vote_curve(scored: pd.DataFrame, k_values: tuple[int, ...]) -> dict[int, float]:
+    """``majority_vote_correct``'s accuracy for each ``k``."""
+    return {k: float(majority_vote_correct(scored, k).mean()) for k in k_values}
 
 def pass_at_k_curve(model, tokenizer: PreTrainedTokenizerBase, rows: list[dict], n_samples: int,
                     k_values: tuple[int, ...], max_new_tokens: int, temperature: float = 0.8,

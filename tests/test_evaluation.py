@@ -4,6 +4,7 @@ import itertools
 import json
 from math import comb
 
+import pandas as pd
 import pytest
 import torch
 
@@ -345,3 +346,42 @@ def test_decoding_ignores_the_checkpoints_sampling_defaults():
 
     GenerationConfig(**decoding_kwargs(False)).validate(strict=True)
     GenerationConfig(**decoding_kwargs(True, temperature=0.9)).validate(strict=True)
+
+
+def test_majority_vote_counts_equal_answers_together_and_breaks_ties_by_order():
+    from helpers.evaluation import majority_vote_correct, majority_vote_curve
+
+    scored = pd.DataFrame({
+        "prompt_index": [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2],
+        "completion": ["<answer>3/4</answer>", "<answer>5</answer>", "<answer>0.75</answer>", "<answer>5</answer>",
+                       "<answer>8</answer>", "<answer>7</answer>", "<answer>7</answer>", "<answer>8</answer>",
+                       "no answer here", "<answer>9</answer>", "", "<answer>2</answer>"],
+        "correct": [True, False, True, False, False, True, True, False, False, False, False, True],
+    })
+    curve = majority_vote_curve(scored, (1, 2, 4))
+    # k=1: only each first sample votes: problem 0 right, 1 wrong, 2 wrong ("no answer here": its last line is its answer)
+    assert curve[1] == pytest.approx(1 / 3)
+    # k=2: 0 ties 3/4 against 5 -> 3/4 (first) right; 1 ties 8 against 7 -> 8 wrong; 2 ties -> wrong
+    assert curve[2] == pytest.approx(1 / 3)
+    # k=4: 0.75 joins 3/4 (2 votes against 5's 2, first wins: right); 1: 7 and 8 tie 2-2, 8 first: wrong;
+    # 2: "no answer here", 9 and 2 one vote each, the first wins: wrong
+    assert curve[4] == pytest.approx(1 / 3)
+    assert majority_vote_correct(scored, 4).tolist() == [1.0, 0.0, 0.0]
+    flipped = scored.copy()
+    flipped.loc[7, ["completion", "correct"]] = ["<answer>7</answer>", True]
+    assert majority_vote_curve(flipped, (4,))[4] == pytest.approx(2 / 3)  # 7 now has 3 votes on problem 1
+
+
+def test_bootstrap_interval_of_an_accuracy_matches_the_normal_approximation():
+    from helpers.evaluation import bootstrap_interval, paired_comparison
+
+    correct = [1.0] * 60 + [0.0] * 140  # 30% of 200
+    low, high = bootstrap_interval(correct)
+    half_width = 1.96 * (0.3 * 0.7 / 200) ** 0.5  # 0.0635
+    assert low == pytest.approx(0.3 - half_width, abs=0.01) and high == pytest.approx(0.3 + half_width, abs=0.01)
+    before = [0.0] * 100 + [1.0] * 100
+    after = correct
+    result = paired_comparison(before, after)
+    assert (result["ci_low"], result["ci_high"]) == bootstrap_interval([a - b for a, b in zip(after, before)])
+    with pytest.raises(ValueError):
+        bootstrap_interval([])

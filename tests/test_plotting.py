@@ -134,3 +134,22 @@ def test_plot_curves_skips_missing_columns_and_rejects_none():
     assert titled == ["mean reward"]
     with pytest.raises(ValueError, match="none of the columns"):
         plot_curves(history, {"absent": "absent"}, "GRPO")
+
+
+def test_plot_curves_names_flat_columns_instead_of_drawing_them_and_uses_whole_steps():
+    import pandas as pd
+
+    from helpers.plotting import plot_curves
+
+    history = pd.DataFrame({"step": [1, 2, 3], "reward": [0.1, 0.2, 0.4], "loss": [0.5, 0.3, 0.2],
+                            "frac_reward_zero_std": [0.0, 0.0, 0.0]})
+    fig = plot_curves(history, {"reward": "mean reward", "loss": "loss", "frac_reward_zero_std": "zero-variance share"},
+                      "GRPO")
+    assert [ax.get_title() for ax in fig.axes if ax.lines] == ["mean reward", "loss"]
+    assert "constant, not drawn: zero-variance share = 0" in fig._suptitle.get_text()
+    fig.canvas.draw()
+    ticks = [t for t in fig.axes[0].get_xticks() if 1 <= t <= 3]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    # all flat: drawn anyway, an empty figure would say nothing
+    flat = plot_curves(history, {"frac_reward_zero_std": "zero-variance share"}, "GRPO")
+    assert [ax.get_title() for ax in flat.axes if ax.lines] == ["zero-variance share"]

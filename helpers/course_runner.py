@@ -42,6 +42,15 @@ def failed_copy(path: Path) -> Path:
     return path.with_name(f"{path.stem}.failed.ipynb")
 
 
+def drop_blank_streams(notebook):
+    """Remove stdout/stderr outputs that hold only whitespace (a progress bar that cleared itself leaves one): an
+    empty grey block in the committed notebook says nothing. Returns ``notebook``, changed in place."""
+    for cell in notebook.cells:
+        if cell.get("outputs"):
+            cell.outputs = [out for out in cell.outputs if out.get("output_type") != "stream" or out.get("text", "").strip()]
+    return notebook
+
+
 def execute_notebook(path: Path, timeout_per_cell: int | None = None) -> None:
     """Run every cell of ``path`` in a fresh kernel (cwd = the notebook's folder); save it in place when every
     cell ran, else save what ran as ``failed_copy(path)`` and raise."""
@@ -57,8 +66,9 @@ def execute_notebook(path: Path, timeout_per_cell: int | None = None) -> None:
     try:
         client.execute()
     except (CellExecutionError, CellTimeoutError, DeadKernelError):
-        nbformat.write(notebook, failed_copy(path))  # the error is visible there; the committed notebook stays
+        nbformat.write(drop_blank_streams(notebook), failed_copy(path))  # the error is there; the committed one stays
         raise
+    drop_blank_streams(notebook)
     tmp = path.with_name(f".{path.name}.tmp")
     nbformat.write(notebook, tmp)
     os.replace(tmp, path)

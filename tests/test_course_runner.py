@@ -61,3 +61,14 @@ def test_committed_notebooks_carry_no_execution_timestamps():
     stamped = [f"{path.name} cell {i}" for path in notebooks
                for i, cell in enumerate(nbformat.read(path, as_version=4).cells) if "execution" in cell.metadata]
     assert not stamped, stamped
+
+
+def test_blank_stream_outputs_are_dropped_and_the_rest_kept():
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="          \r"),
+                    nbformat.v4.new_output("stream", name="stdout", text="kept\n"),
+                    nbformat.v4.new_output("execute_result", data={"text/plain": ""}, execution_count=1)]
+    notebook.cells = [cell, nbformat.v4.new_markdown_cell("# title")]
+    course_runner.drop_blank_streams(notebook)
+    assert [out.get("text", "result") for out in notebook.cells[0].outputs] == ["kept\n", "result"]

@@ -19,11 +19,29 @@ def test_environment_variable_picks_profile(monkeypatch):
     assert get_profile().name == "tiny"
 
 
-@pytest.mark.parametrize("cuda, expected", [(True, "gpu"), (False, "cpu")])
-def test_fallback_follows_hardware(monkeypatch, cuda, expected):
+def _fake_gpu(monkeypatch, name, memory_gb, bf16):
+    device = type("Device", (), {"name": name, "total_memory": int(memory_gb * 2**30)})()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index=0: device)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+
+
+def test_fallback_follows_hardware(monkeypatch):
     monkeypatch.delenv("COURSE_PROFILE", raising=False)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    assert get_profile().name == expected
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert get_profile().name == "cpu"
+    _fake_gpu(monkeypatch, "NVIDIA A100-SXM4-40GB", 39.4, bf16=True)
+    assert get_profile().name == "gpu"
+
+
+@pytest.mark.parametrize("name, memory_gb, bf16", [("Tesla T4", 15.0, False), ("NVIDIA L4", 22.0, True)])
+def test_a_small_gpu_gets_the_cpu_sizes_with_a_warning(monkeypatch, name, memory_gb, bf16):
+    monkeypatch.delenv("COURSE_PROFILE", raising=False)
+    _fake_gpu(monkeypatch, name, memory_gb, bf16)
+    with pytest.warns(UserWarning, match=f"{name}.*COURSE_PROFILE=gpu"):
+        assert get_profile().name == "cpu"
+    monkeypatch.setenv("COURSE_PROFILE", "gpu")
+    assert get_profile().name == "gpu"  # forcing it still works
 
 
 def test_unknown_profile_lists_valid_ones(monkeypatch):

@@ -68,7 +68,7 @@ def run_kwargs(profile: Profile, output_dir: str | Path, save_steps: int) -> dic
 
 def rl_generation_kwargs(profile: Profile) -> dict:
     """GRPO's and RLOO's shared budget: ``num_generations`` completions for each of ``rl_prompts_per_step``
-    prompts (TRL's ``per_device_train_batch_size`` counts completions), sampling and learning rate."""
+    prompts (TRL's ``per_device_train_batch_size`` counts completions), sampling, and GRPO's learning rate."""
     return dict(
         num_generations=profile.num_generations,
         per_device_train_batch_size=profile.num_generations * profile.rl_prompts_per_step,
@@ -245,13 +245,13 @@ def run_reward_model(model, tokenizer, train_dataset, config: RewardConfig,
 
 def rloo_config(profile: Profile, output_dir: str | Path, **overrides) -> RLOOConfig:
     """RLOO with GRPO's per-step budget: ``num_generations`` completions for each of ``rl_prompts_per_step``
-    prompts, ``max_completion_length`` tokens, ``rl_learning_rate``, ``rl_temperature``; ``rloo_steps`` steps.
+    prompts, ``max_completion_length`` tokens, ``rl_temperature``; ``rloo_steps`` steps at ``rloo_learning_rate``.
 
     As in GRPO, ``per_device_train_batch_size`` counts completions. Kept from TRL 1.16: ``beta=0.05``,
     a KL penalty *subtracted from the reward* (sequence-level), and no advantage normalization.
     """
-    kwargs = dict(max_steps=profile.rloo_steps, **rl_generation_kwargs(profile),
-                  **run_kwargs(profile, output_dir, save_steps=profile.rloo_steps // 4))
+    kwargs = dict(**rl_generation_kwargs(profile), **run_kwargs(profile, output_dir, save_steps=profile.rloo_steps // 4))
+    kwargs.update(max_steps=profile.rloo_steps, learning_rate=profile.rloo_learning_rate)
     kwargs.update(overrides)
     return RLOOConfig(**kwargs)
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/grpo_sweep.py --name filtered-lr5e-4 --steps 24 --lr 5e-4
     .venv/bin/python scripts/grpo_sweep.py --name unfiltered --no-filter
-    .venv/bin/python scripts/grpo_sweep.py --name notebook-5 --trained checkpoints/cpu/grpo   # score, don't train
+    .venv/bin/python scripts/grpo_sweep.py --name notebook-5 --trained checkpoints/cpu/grpo   # score notebook 5's model, don't train
 
 Notebook 5's settings were chosen with this script: each run starts from the SFT checkpoint (notebook 3),
 picks training prompts (by default those whose pass rate, from ``--k`` samples each, is strictly between 0 and 1),

@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--profile", default=None)
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--beta", type=float, default=0.05)
-    parser.add_argument("--lr", type=float, default=None, help="default: the profile's rl_learning_rate")
+    parser.add_argument("--lr", type=float, default=None, help="default: the profile's rloo_learning_rate")
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--probe", type=int, default=16, help="validation instructions in the probe set")
     parser.add_argument("--probe-every", type=int, default=4)
@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     profile = get_profile(args.profile)
     name = args.name or f"beta{args.beta:g}-steps{args.steps}"
-    lr = args.lr or profile.rl_learning_rate
+    lr = args.lr or profile.rloo_learning_rate
 
     reward_dir = profile.checkpoint_dir / "reward_model"
     reward_tokenizer = load_tokenizer(str(reward_dir))

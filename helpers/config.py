@@ -22,9 +22,12 @@ import numpy as np
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO_ROOT / "data"
-CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
-FIGURE_DIR = REPO_ROOT / "figures"
+# Where runs write data, checkpoints and figures: the repository, or the folder COURSE_STORAGE names (on Colab a
+# mounted Drive folder, so a disconnect does not take hours of training with it).
+STORAGE_ROOT = Path(os.environ["COURSE_STORAGE"]).expanduser() if os.environ.get("COURSE_STORAGE") else REPO_ROOT
+DATA_DIR = STORAGE_ROOT / "data"
+CHECKPOINT_DIR = STORAGE_ROOT / "checkpoints"
+FIGURE_DIR = STORAGE_ROOT / "figures"
 
 DEFAULT_SEED = 42
 

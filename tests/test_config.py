@@ -132,3 +132,16 @@ def test_profiles_are_data_not_branches():
                 for number, line in enumerate(path.read_text().splitlines(), 1)
                 if re.search(r"\.name\s*[!=]=\s*[\"'](tiny|cpu|gpu)[\"']", line)]
     assert not branches, branches
+
+
+def test_course_storage_moves_what_runs_write_and_nothing_shipped(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("from helpers import config; from helpers.data.instructions import TOPICS_FILE; "
+            "print(config.DATA_DIR, config.CHECKPOINT_DIR, config.FIGURE_DIR, TOPICS_FILE, sep='\\n')")
+    env = {**__import__("os").environ, "COURSE_STORAGE": str(tmp_path / "drive")}
+    lines = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                           cwd=config.REPO_ROOT).stdout.split()
+    assert lines[:3] == [str(tmp_path / "drive" / name) for name in ("data", "checkpoints", "figures")]
+    assert lines[3] == str(config.REPO_ROOT / "data" / "raw" / "instruction_topics.json")

@@ -7,11 +7,11 @@ import json
 import random
 import re
 
-from helpers.config import DATA_DIR
+from helpers.config import REPO_ROOT
 
 from .schema import validate_rows
 
-TOPICS_FILE = DATA_DIR / "raw" / "instruction_topics.json"
+TOPICS_FILE = REPO_ROOT / "data" / "raw" / "instruction_topics.json"  # shipped with the course
 
 
 def _load_topics() -> list[dict]:

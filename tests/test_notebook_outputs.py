@@ -1,0 +1,62 @@
+"""The committed notebooks' outputs are part of the product: what a learner sees must not carry this machine's
+paths, empty stderr blocks or a progress bar repeated line after line (``test_course_runner`` checks that no
+cell carries an execution timestamp)."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from helpers.config import REPO_ROOT
+
+CHAPTERS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = CHAPTERS + sorted((REPO_ROOT / "notebooks" / "solutions").glob("[0-9][0-9]_*.ipynb"))
+ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:work|home|root|tmp|Users|content|check)/[\w.-]+/")
+
+
+def _outputs(path: Path):
+    notebook = json.loads(path.read_text())
+    for index, cell in enumerate(notebook["cells"]):
+        for output in cell.get("outputs", []):
+            yield index, cell, output
+
+
+def _texts(output: dict):
+    if "text" in output:
+        yield "".join(output["text"])
+    for kind, value in output.get("data", {}).items():
+        if kind.startswith("text/"):
+            yield "".join(value) if isinstance(value, list) else value
+
+
+def test_there_are_nine_chapters():
+    assert len(CHAPTERS) == 9
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_machine_paths_in_outputs(path):
+    hits = [
+        (i, m.group(0)) for i, _, out in _outputs(path) for text in _texts(out) for m in ABSOLUTE_PATH.finditer(text)
+    ]
+    assert not hits, f"absolute paths in outputs (cell, path): {hits[:5]}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_empty_stderr_blocks(path):
+    empty = [i for i, _, out in _outputs(path) if out.get("name") == "stderr" and not "".join(out["text"]).strip()]
+    assert not empty, f"empty stderr outputs in cells {empty}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_progress_line_repeated(path):
+    # the same bar label finishing again and again (a model load per checkpoint, say) is noise, not information
+    repeated = []
+    for i, _, out in _outputs(path):
+        if out.get("output_type") != "stream":
+            continue
+        labels = re.findall(r"^(.{0,60}?):\s+100%\|", "".join(out["text"]), flags=re.MULTILINE)
+        for label in set(labels):
+            if labels.count(label) > 3:
+                repeated.append((i, label, labels.count(label)))
+    assert not repeated, f"progress bars repeated (cell, label, times): {repeated}"

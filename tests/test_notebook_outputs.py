@@ -60,3 +60,9 @@ def test_no_progress_line_repeated(path):
             if labels.count(label) > 3:
                 repeated.append((i, label, labels.count(label)))
     assert not repeated, f"progress bars repeated (cell, label, times): {repeated}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_each_notebook_opens_with_its_title(path):
+    first = json.loads(path.read_text())["cells"][0]
+    assert first["cell_type"] == "markdown" and "".join(first["source"]).startswith("# "), "".join(first["source"])[:80]

@@ -226,4 +226,4 @@ class TeacherClient:
         return self._cache[key]
 
     def complete_many(self, prompts: list[list[dict]], progress: bool = True) -> list[str]:
-        return [self.complete(p) for p in tqdm(prompts, desc="teacher", disable=not progress, leave=True)]
+        return [self.complete(p) for p in tqdm(prompts, desc="teacher", disable=not progress, leave=False)]

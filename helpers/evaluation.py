@@ -251,6 +251,7 @@ def majority_vote_curve(scored: pd.DataFrame, k_values: tuple[int, ...]) -> dict
     """``majority_vote_correct``'s accuracy for each ``k``."""
     return {k: float(majority_vote_correct(scored, k).mean()) for k in k_values}
 
+
 def pass_at_k_curve(model, tokenizer: PreTrainedTokenizerBase, rows: list[dict], n_samples: int,
                     k_values: tuple[int, ...], max_new_tokens: int, temperature: float = 0.8,
                     batch_size: int = 16, progress: bool = True, cache_dir: str | Path | None = None,

@@ -63,8 +63,9 @@ def generate(model, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]
     completions: list[str] = []
     try:
         batches = range(0, len(texts), batch_size)
-        # leave=True: the finished bar stays as one line; a cleared bar leaves an empty stderr block in a notebook
-        for start in tqdm(batches, desc="generating", disable=not progress, leave=True):
+        # leave=False: a finished bar clears itself (course_runner drops the blank block it leaves), so a loop over
+        # models does not print one finished bar per model
+        for start in tqdm(batches, desc="generating", disable=not progress, leave=False):
             batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
                               add_special_tokens=False).to(device)
             sampling = decoding_kwargs(do_sample, temperature, top_p)
@@ -186,7 +187,7 @@ def generate_greedy_cached(model, tokenizer: PreTrainedTokenizerBase, prompts: l
     todo = list(first_missing.values())
     starts = range(0, len(todo), batch_size)
     for start in tqdm(starts, desc=f"generating ({len(prompts) - len(todo)} cached)", disable=not progress or not todo,
-                      leave=True):
+                      leave=False):
         chunk = todo[start:start + batch_size]
         fresh = generate(model, tokenizer, [prompts[i] for i in chunk], max_new_tokens=max_new_tokens,
                          batch_size=batch_size, progress=False)

@@ -14,6 +14,8 @@ checkpoints), says which cell failed, and still prints the summary. Cells have n
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import os
 import sys
 import time
@@ -24,6 +26,7 @@ import nbformat
 import pandas as pd
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+from PIL import Image
 
 from helpers.config import REPO_ROOT, get_profile
 
@@ -51,6 +54,30 @@ def drop_blank_streams(notebook):
     return notebook
 
 
+def compact_png(data: bytes) -> bytes:
+    """``data`` (a PNG) re-encoded with a 256-colour palette when that is smaller, else ``data`` unchanged.
+
+    A matplotlib figure is flat colours plus anti-aliased edges, so a palette keeps it visibly the same at about a
+    third of the bytes: the embedded figures were most of each large notebook (they are also saved full-colour
+    under ``figures/``). Transparent pixels are laid on white first, as the notebook shows them."""
+    image = Image.open(io.BytesIO(data))
+    rgba = image.convert("RGBA")
+    flat = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    buffer = io.BytesIO()
+    flat.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(buffer, "PNG", optimize=True)
+    return buffer.getvalue() if buffer.tell() < len(data) else data
+
+
+def compact_images(notebook):
+    """Re-encode every embedded PNG output with ``compact_png``. Returns ``notebook``, changed in place."""
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            encoded = output.get("data", {}).get("image/png")
+            if encoded:
+                output["data"]["image/png"] = base64.b64encode(compact_png(base64.b64decode(encoded))).decode("ascii")
+    return notebook
+
+
 def execute_notebook(path: Path, timeout_per_cell: int | None = None) -> None:
     """Run every cell of ``path`` in a fresh kernel (cwd = the notebook's folder); save it in place when every
     cell ran, else save what ran as ``failed_copy(path)`` and raise."""
@@ -68,7 +95,7 @@ def execute_notebook(path: Path, timeout_per_cell: int | None = None) -> None:
     except (CellExecutionError, CellTimeoutError, DeadKernelError):
         nbformat.write(drop_blank_streams(notebook), failed_copy(path))  # the error is there; the committed one stays
         raise
-    drop_blank_streams(notebook)
+    compact_images(drop_blank_streams(notebook))
     tmp = path.with_name(f".{path.name}.tmp")
     nbformat.write(notebook, tmp)
     os.replace(tmp, path)

@@ -1,8 +1,13 @@
 """The course command: runs notebooks in order, in place, stops at the first failure, writes a summary."""
 
+import base64
+import io
+
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from helpers import course_runner
 
@@ -72,3 +77,57 @@ def test_blank_stream_outputs_are_dropped_and_the_rest_kept():
     notebook.cells = [cell, nbformat.v4.new_markdown_cell("# title")]
     course_runner.drop_blank_streams(notebook)
     assert [out.get("text", "result") for out in notebook.cells[0].outputs] == ["kept\n", "result"]
+
+
+def _figure_png(dpi: int = 72) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1, 2, 3], [0.1, 0.4, 0.35, 0.8], marker="o", label="reward")
+    ax.fill_between([0, 1, 2, 3], [0, 0.3, 0.3, 0.7], [0.2, 0.5, 0.4, 0.9], alpha=0.3)
+    ax.legend()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def test_compact_png_is_smaller_and_looks_the_same():
+    original = _figure_png()
+    compact = course_runner.compact_png(original)
+    assert len(compact) < 0.7 * len(original)
+    before = np.asarray(Image.open(io.BytesIO(original)).convert("RGB"), dtype=int)
+    after = np.asarray(Image.open(io.BytesIO(compact)).convert("RGB"), dtype=int)
+    assert before.shape == after.shape
+    # flat colours exact, anti-aliased edges within a small distance on average
+    assert np.mean(np.abs(before - after)) < 2
+    assert np.mean(np.all(before == after, axis=-1)) > 0.9
+
+
+def test_compact_png_never_grows_an_image():
+    once = course_runner.compact_png(_figure_png())
+    assert len(course_runner.compact_png(once)) <= len(once)
+
+
+def test_compact_png_lays_transparency_on_white():
+    clear = io.BytesIO()
+    Image.new("RGBA", (64, 64), (0, 0, 0, 0)).save(clear, "PNG")
+    pixels = np.asarray(Image.open(io.BytesIO(course_runner.compact_png(clear.getvalue()))).convert("RGB"))
+    assert (pixels == 255).all()
+
+
+def test_compact_images_rewrites_only_png_outputs():
+    original = _figure_png()
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("plot")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(original).decode(),
+                                                                 "text/plain": "<Figure>"}),
+                    nbformat.v4.new_output("stream", name="stdout", text="kept\n")]
+    notebook.cells = [cell]
+    course_runner.compact_images(notebook)
+    data = cell.outputs[0]["data"]
+    assert data["text/plain"] == "<Figure>" and cell.outputs[1]["text"] == "kept\n"
+    assert len(base64.b64decode(data["image/png"])) < len(original)

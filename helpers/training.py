@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 from peft import LoraConfig
 from transformers import TrainerCallback
+from transformers.utils.notebook import NotebookProgressCallback
 from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 from helpers.config import Profile, cpu_has_native_bf16
@@ -114,6 +115,21 @@ class HistoryCSVCallback(TrainerCallback):
         save_history(state.log_history, self.path)
 
 
+class NotebookBarCallback(NotebookProgressCallback):
+    """The trainer's notebook progress bar without its table of every logged loss (80 rows at one log per step):
+    the losses are in ``training_history.csv`` and the notebook draws them as curves."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass
+
+
+def show_bar_without_log_table(trainer) -> None:
+    """In a notebook, swap the trainer's progress display for ``NotebookBarCallback`` (elsewhere nothing changes:
+    a terminal run keeps transformers' tqdm bar)."""
+    if trainer.pop_callback(NotebookProgressCallback) is not None:
+        trainer.add_callback(NotebookBarCallback())
+
+
 def save_history(log_history: list[dict], path: str | Path) -> pd.DataFrame:
     """The trainer's log history as one row per logged step (overwrites ``path``)."""
     history = pd.DataFrame([row for row in log_history if "step" in row])
@@ -151,6 +167,7 @@ def train_with_history(trainer, resume_from: str | None):
     marking the run ``COMPLETED`` at the end. Call ``prepare_run_dir`` first to get ``resume_from``."""
     output_dir = Path(trainer.args.output_dir)
     trainer.add_callback(HistoryCSVCallback(output_dir / HISTORY_FILE))
+    show_bar_without_log_table(trainer)
     trainer.train(resume_from_checkpoint=resume_from)
     save_history(trainer.state.log_history, output_dir / HISTORY_FILE)
     (output_dir / COMPLETED_MARKER).write_text(f"{trainer.state.global_step} steps\n")

@@ -52,3 +52,17 @@ def test_no_empty_stderr_blocks(path):
 def test_each_notebook_opens_with_its_title(path):
     first = json.loads(path.read_text())["cells"][0]
     assert first["cell_type"] == "markdown" and "".join(first["source"]).startswith("# "), "".join(first["source"])[:80]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_each_notebook_is_under_250_kb(path):
+    # the embedded figures are palette PNGs (course_runner.compact_images); full-colour copies are under figures/
+    assert path.stat().st_size < 250_000, f"{path.stat().st_size:,} bytes"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_table_shows_as_a_styler_object(path):
+    # a pandas Styler's text form is "<pandas.io.formats.style.Styler at 0x...>" and its HTML hides <think> tags:
+    # side-by-side tables go through helpers.tables.text_table
+    hits = [i for i, _, out in _outputs(path) for text in _texts(out) if "pandas.io.formats.style.Styler" in text]
+    assert not hits, f"Styler outputs in cells {hits}"

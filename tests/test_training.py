@@ -15,12 +15,14 @@ from helpers.training import (
     ATTENTION_PROJECTIONS,
     COMPLETED_MARKER,
     HISTORY_FILE,
+    NotebookBarCallback,
     grpo_config,
     last_checkpoint,
     lora_config,
     run_grpo,
     run_sft,
     sft_config,
+    show_bar_without_log_table,
     trainable_parameters,
 )
 
@@ -160,3 +162,53 @@ def test_trl_defaults_the_notebooks_teach():
     assert (rloo.beta, rloo.normalize_advantages) == (0.05, False)
     dpo = DPOConfig(output_dir="unused", use_cpu=True, bf16=False)
     assert (dpo.beta, dpo.loss_type) == (0.1, ["sigmoid"])
+
+
+class _RecordingTracker:
+    def __init__(self):
+        self.lines = []
+
+    def write_line(self, values):
+        self.lines.append(values)
+
+
+class _TrainerCallbacks:
+    """What ``show_bar_without_log_table`` uses of a trainer: its callback list."""
+
+    def __init__(self, callbacks):
+        self.callbacks = list(callbacks)
+
+    def pop_callback(self, kind):
+        found = next((cb for cb in self.callbacks if type(cb) is kind), None)
+        if found is not None:
+            self.callbacks.remove(found)
+        return found
+
+    def add_callback(self, callback):
+        self.callbacks.append(callback)
+
+
+def test_notebook_bar_logs_no_table_row_where_the_stock_bar_does():
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    args = TrainingArguments(output_dir="unused", report_to=[])
+    state, control = TrainerState(global_step=3), TrainerControl()
+    stock, bar = NotebookProgressCallback(), NotebookBarCallback()
+    for callback in (stock, bar):
+        callback.training_tracker = _RecordingTracker()
+        callback.on_log(args, state, control, logs={"loss": 0.5})
+    assert len(stock.training_tracker.lines) == 1  # the stock callback adds a table row per log
+    assert bar.training_tracker.lines == []
+
+
+def test_the_bar_replaces_the_notebook_callback_only():
+    from transformers.trainer_callback import ProgressCallback
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    in_notebook = _TrainerCallbacks([NotebookProgressCallback()])
+    show_bar_without_log_table(in_notebook)
+    assert [type(cb) for cb in in_notebook.callbacks] == [NotebookBarCallback]
+    in_terminal = _TrainerCallbacks([ProgressCallback()])
+    show_bar_without_log_table(in_terminal)
+    assert [type(cb) for cb in in_terminal.callbacks] == [ProgressCallback]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,10 @@ from transformers.utils.notebook import NotebookProgressCallback
 from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 from helpers.config import Profile, cpu_has_native_bf16
+
+# transformers deprecated `is_gradient_checkpointing`, which PEFT reads when it wraps a model and TRL when it
+# generates: library-internal, nothing a learner can change, so it is not shown in the notebooks.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 # The seeds' LoRA recipe: rank 16, alpha 32, dropout 0.05 on the attention projections.
 ATTENTION_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj"]

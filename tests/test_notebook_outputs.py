@@ -66,3 +66,25 @@ def test_no_table_shows_as_a_styler_object(path):
     # side-by-side tables go through helpers.tables.text_table
     hits = [i for i, _, out in _outputs(path) for text in _texts(out) if "pandas.io.formats.style.Styler" in text]
     assert not hits, f"Styler outputs in cells {hits}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_long_log_tables(path):
+    # a trainer's notebook display adds a table row per logged step (80 at one log per step); the course draws
+    # the history as curves instead (helpers.training.NotebookBarCallback), and shows tables of a few rows
+    long = [(i, n) for i, _, out in _outputs(path)
+            if (n := "".join(out.get("data", {}).get("text/html", "")).count("<tr")) > 40]
+    assert not long, f"HTML tables of more than 40 rows (cell, rows): {long}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_progress_bar_repeated(path):
+    # the same bar finishing again and again (one per model in a loop) is noise, not information: bars inside
+    # loops clear themselves (leave=False) and course_runner drops the blank block they leave
+    repeated = []
+    for i, _, out in _outputs(path):
+        if out.get("output_type") != "stream":
+            continue
+        labels = re.findall(r"^(.{0,60}?):\s+100%\|", "".join(out["text"]), flags=re.MULTILINE)
+        repeated += [(i, label, labels.count(label)) for label in set(labels) if labels.count(label) > 3]
+    assert not repeated, f"progress bars repeated (cell, label, times): {repeated}"

@@ -7,9 +7,10 @@ notebook 6 (``checkpoints/<profile>/reward_model/``) scores them, RLOO updates t
 constraint checker (``check_instruction_constraints``), which the policy never trains on. Every ``--probe-every``
 steps the policy answers a fixed probe set of validation instructions (greedy) and both the reward model's mean
 score and the checker's rate are recorded: if the first rises while the second stalls, the policy is exploiting
-the reward model (Goodhart's law). The start and end models are scored on the test instructions with the paired
-statistics of the math stages. Results go to ``data/processed/<profile>/instruction_rloo_probe.csv`` (one row per
-run, a re-run with the same ``--name`` replaces its row) and ``..._curve_<name>.csv`` (the probe curve).
+the reward model (Goodhart's law). The start and end models are scored with the paired statistics of the math
+stages on the validation instructions (``--split test`` once, for the committed run: settings are never chosen on
+the test split). Results go to ``data/processed/<profile>/instruction_rloo_probe.csv`` (one row per run, a re-run
+with the same ``--name`` replaces its row) and ``..._curve_<name>.csv`` (the probe curve).
 """
 
 from __future__ import annotations
@@ -72,7 +73,10 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--probe", type=int, default=16, help="validation instructions in the probe set")
     parser.add_argument("--probe-every", type=int, default=4)
-    parser.add_argument("--test", type=int, default=200, help="test instructions scored before and after")
+    parser.add_argument("--split", choices=("validation", "test"), default="validation",
+                        help="instructions scored before and after: choose settings on validation (40 on cpu), "
+                             "score the test split once, for the committed run")
+    parser.add_argument("--n", type=int, default=200, help="at most this many of them")
     args = parser.parse_args()
     profile = get_profile(args.profile)
     name = args.name or f"beta{args.beta:g}-steps{args.steps}"
@@ -83,13 +87,13 @@ def main() -> None:
     reward = RewardModelReward(load_reward_model(str(reward_dir), reward_tokenizer), reward_tokenizer,
                                batch_size=profile.eval_batch_size)
     tokenizer, policy = load_tokenizer(profile.name), load_model(profile.name)
-    test_rows = list(load_task("instructions", profile, split="test"))[:args.test]
+    scored_rows = list(load_task("instructions", profile, split=args.split))[:args.n]
     probe_rows = list(load_task("instructions", profile, split="validation"))[:args.probe]
     train_rows = list(load_task("instructions", profile, split="train"))
     record = {"name": name, "steps": args.steps, "beta": args.beta, "lr": lr, "max_new_tokens": args.max_new_tokens,
-              "test_instructions": len(test_rows), "train_instructions": len(train_rows)}
+              "split": args.split, "instructions": len(scored_rows), "train_instructions": len(train_rows)}
     t0 = time.perf_counter()
-    before = judge(policy, tokenizer, test_rows, reward, args.max_new_tokens, profile.eval_batch_size)
+    before = judge(policy, tokenizer, scored_rows, reward, args.max_new_tokens, profile.eval_batch_size)
     record["judge_min"] = (time.perf_counter() - t0) / 60
 
     probe = ProbeCallback(tokenizer, probe_rows, reward, args.max_new_tokens, profile.eval_batch_size, args.probe_every)
@@ -106,7 +110,7 @@ def main() -> None:
     trainer = run_rloo(policy, tokenizer, dataset, [reward], config, peft_config=lora_config(target="all-linear"),
                        callbacks=[probe])
     record["train_min"] = (time.perf_counter() - t1) / 60
-    after = judge(merge_lora(trainer.model), tokenizer, test_rows, reward, args.max_new_tokens, profile.eval_batch_size)
+    after = judge(merge_lora(trainer.model), tokenizer, scored_rows, reward, args.max_new_tokens, profile.eval_batch_size)
     change = paired_comparison(before["satisfied"], after["satisfied"])
     for key in ("before", "after", "fixed", "broken", "ci_low", "ci_high"):
         record[f"checker_{key}"] = change[key]
@@ -116,8 +120,8 @@ def main() -> None:
     print(pd.Series(record).to_string())
     out = profile.data_dir("processed")
     pd.DataFrame(probe.curve).to_csv(out / f"instruction_rloo_probe_curve_{name}.csv", index=False)
-    examples = pd.DataFrame({"instruction": [r["messages"][0]["content"] for r in test_rows],
-                             "constraints": [r["constraints"] for r in test_rows], "before": before["answers"],
+    examples = pd.DataFrame({"instruction": [r["messages"][0]["content"] for r in scored_rows],
+                             "constraints": [r["constraints"] for r in scored_rows], "before": before["answers"],
                              "after": after["answers"], "checker_before": before["satisfied"],
                              "checker_after": after["satisfied"], "reward_model_after": after["reward_model"]})
     examples.to_json(out / f"instruction_rloo_probe_answers_{name}.jsonl", orient="records", lines=True)

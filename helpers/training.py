@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from peft import LoraConfig
 from transformers import TrainerCallback
-from transformers.utils.notebook import NotebookProgressCallback
+from transformers.utils.notebook import NotebookProgressCallback, NotebookTrainingTracker
 from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 from helpers.config import Profile, cpu_has_native_bf16
@@ -123,6 +123,10 @@ class HistoryCSVCallback(TrainerCallback):
 class NotebookBarCallback(NotebookProgressCallback):
     """The trainer's notebook progress bar without its table of every logged loss (80 rows at one log per step):
     the losses are in ``training_history.csv`` and the notebook draws them as curves."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        self.training_tracker = NotebookTrainingTracker(state.max_steps)  # no column names: no empty table header
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         pass

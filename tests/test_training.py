@@ -212,6 +212,19 @@ def test_notebook_bar_logs_no_table_row_where_the_stock_bar_does():
     assert bar.training_tracker.lines == []
 
 
+def test_notebook_bar_starts_without_a_table_header():
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    args = TrainingArguments(output_dir="unused", report_to=[])
+    state, control = TrainerState(max_steps=18), TrainerControl()
+    stock, bar = NotebookProgressCallback(), NotebookBarCallback()
+    for callback in (stock, bar):
+        callback.on_train_begin(args, state, control)
+    assert stock.training_tracker.inner_table == [["Step", "Training Loss"]]  # drawn as an empty table
+    assert bar.training_tracker.inner_table is None and bar.training_tracker.total == 18
+
+
 def test_the_bar_replaces_the_notebook_callback_only():
     from transformers.trainer_callback import ProgressCallback
     from transformers.utils.notebook import NotebookProgressCallback

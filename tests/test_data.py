@@ -9,6 +9,7 @@ import random
 import re
 from dataclasses import replace
 from fractions import Fraction
+from pathlib import Path
 
 import datasets
 import pytest
@@ -355,13 +356,18 @@ def test_normalize_countdown_and_trace_rows():
     assert data.normalize_countdown_row({"nums": [1, 2, 3], "target": 6}) == {"nums": [1, 2, 3], "target": 6}
     with pytest.raises(ValueError, match="'target' should be int"):
         data.normalize_countdown_row({"nums": [1, 2, 3], "target": "6"})
-    query = ("A conversation between User and Assistant.\nUser: Using the numbers [1, 2, 3], make 6.\n"
+    query = ("A conversation between User and Assistant.\nUser: Using the numbers [1, 2, 3], create an equation that "
+             "equals 6. You can use basic arithmetic operations (+, -, *, /) and each number can only be used once.\n"
              "Assistant: Let me solve this step by step.\n<think>")
     out = data.normalize_cog_behav_row({"query": query, "completion": " 1+2+3=6 </think>\n<answer>1+2+3</answer>"})
-    assert out["messages"][0] == {"role": "user", "content": "Using the numbers [1, 2, 3], make 6."}
+    # the course's own wording of the same task, the prompt GRPO and notebook 01's leak check use
+    assert out["messages"][0] == {"role": "user", "content": data.countdown_prompt([1, 2, 3], 6)}
     assistant = out["messages"][1]["content"]
     assert assistant.startswith("<think> 1+2+3=6")  # TinyZero's "Let me solve this step by step." is dropped
     assert has_valid_format(assistant)  # what SFT teaches, the format reward accepts
+    with pytest.raises(ValueError, match="'query' has no Countdown task"):
+        data.normalize_cog_behav_row({"query": "User: Using the numbers [1, 2, 3], make 6.\nAssistant: <think>",
+                                      "completion": "</think>"})
     stratos = {"system": "sys", "conversations": [
         {"from": "user", "value": "What is 1+1?"},
         {"from": "assistant", "value": "<|begin_of_thought|>\nadd\n<|end_of_thought|>\n<|begin_of_solution|>\n2\n<|end_of_solution|>"}]}
@@ -470,3 +476,151 @@ def test_hub_path_rejects_missing_train_split_and_wrong_task(local_hub):
         data.load_math("gpu", "train", source=math500)
     with pytest.raises(ValueError, match="holds math rows, not countdown rows"):
         data.load_countdown("gpu", "train", source=math500)
+
+
+def test_hub_path_names_the_row_whose_query_has_no_countdown_task(local_hub):
+    good = {"query": "User: Using the numbers [1, 2, 3], create an equation that equals 6.\nAssistant: <think>",
+            "completion": " 1+2+3 </think>\n<answer>1+2+3</answer>"}
+    rows = [good] * 6 + [{"query": "User: Write a poem.\nAssistant: <think>", "completion": "</think>"}] + [good] * 3
+    source = local_hub("Asap7772/cog_behav_all_strategies", {"train": rows, "test": [good] * 2})
+    with pytest.raises(ValueError, match=r"\[train\] row 6: field 'query' has no Countdown task"):
+        data.load_warmstart("gpu", "train", source=source)
+
+
+# ---------------------------------------------------------------- each Hub source, on a committed fixture of its layout
+
+# tests/fixtures/hub/<owner>__<name>/: a README whose `configs` and `dataset_info` carry the dataset card's config,
+# split and column names (and where each fact comes from), and a few JSONL rows per split
+FIXTURES = Path(__file__).parent / "fixtures" / "hub"
+
+
+@pytest.fixture
+def hub_fixture(tmp_path, monkeypatch):
+    """The gpu profile's own HubSource with only ``path`` swapped for the committed fixture: same config name,
+    same split names, same ``datasets.load_dataset`` call."""
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+
+    def source(source_id: str) -> data.HubSource:
+        return replace(data.HUB_SOURCES[source_id], path=str(FIXTURES / source_id.replace("/", "__")))
+
+    return source
+
+
+def _splits(task: str, source: data.HubSource) -> dict[str, list[dict]]:
+    return {split: data.load_task(task, "gpu", split, source=source).to_list() for split in data.SPLITS}
+
+
+@pytest.mark.parametrize("source_id", sorted(data.HUB_SOURCES))
+def test_every_hub_source_asks_for_a_config_and_splits_its_fixture_has(source_id, hub_fixture):
+    source = hub_fixture(source_id)
+    assert source.name in datasets.get_dataset_config_names(source.path) or source.name is None
+    assert set(source.splits.values()) <= set(datasets.get_dataset_split_names(source.path, source.name))
+
+
+def test_hub_fixture_gsm8k(hub_fixture):
+    parts = _splits("math", hub_fixture("openai/gsm8k"))
+    assert [len(parts[s]) for s in data.SPLITS] == [3, 1, 2]  # train carved 90/10 (one row at least), test as shipped
+    row = next(r for r in parts["train"] + parts["validation"] if r["prompt"].startswith("A baker"))
+    assert row == {"prompt": row["prompt"], "answer": "54", "difficulty": 0,
+                   "solution": "In the afternoon he makes 36/2 = 18 muffins.\nIn total he makes 36+18 = 54 muffins.\n"
+                               "The answer is 54."}
+    assert sorted(r["answer"] for r in parts["test"]) == ["26", "85"]
+
+
+def test_hub_fixture_numina_tir(hub_fixture):
+    parts = _splits("math", hub_fixture("AI-MO/NuminaMath-TIR"))
+    answers = {r["prompt"][:20]: r["answer"] for r in parts["train"] + parts["validation"]}
+    assert answers["What is the coeffici"] == r"\frac{63}{400}" and answers["Solve for $x$: $2x +"] == "12"
+    assert sorted(r["answer"] for r in parts["test"]) == ["120", "2"]
+    assert all("```python" in r["solution"] for r in parts["test"])  # the tool-integrated solution is kept whole
+
+
+def test_hub_fixture_openr1_has_only_a_train_split_to_carve(hub_fixture):
+    parts = _splits("math", hub_fixture("open-r1/OpenR1-Math-220k"))
+    assert [len(parts[s]) for s in data.SPLITS] == [8, 1, 1]
+    answers = sorted((r["answer"] for rows in parts.values() for r in rows), key=int)
+    assert answers == ["3", "3", "5", "10", "21", "24", "30", "35", "50", "60"]  # every row in exactly one split
+    assert all("<think>" not in r["solution"] for rows in parts.values() for r in rows)  # the gold text, not a trace
+
+
+def test_hub_fixture_math500_is_test_only(hub_fixture):
+    source = hub_fixture("HuggingFaceH4/MATH-500")
+    test = data.load_math("gpu", "test", source=source).to_list()
+    assert sorted((r["difficulty"], r["answer"]) for r in test) == [
+        (1, "26000"), (2, r"\left( 3, \frac{\pi}{2} \right)"), (3, "9")]
+    with pytest.raises(ValueError, match="no train split"):
+        data.load_math("gpu", "train", source=source)
+
+
+def test_hub_fixture_countdown(hub_fixture):
+    parts = _splits("countdown", hub_fixture("Jiayi-Pan/Countdown-Tasks-3to4"))
+    assert [len(parts[s]) for s in data.SPLITS] == [8, 1, 1]
+    assert {"nums": [44, 19, 35], "target": 98} in [r for rows in parts.values() for r in rows]
+    assert {len(r["nums"]) for rows in parts.values() for r in rows} == {3, 4}
+
+
+def test_hub_fixture_cog_behav_speaks_the_course_wording_and_starts_at_think(hub_fixture, monkeypatch):
+    monkeypatch.setitem(data.HUB_SOURCES, "openai/gsm8k", hub_fixture("openai/gsm8k"))
+    parts = _splits("warmstart", hub_fixture("Asap7772/cog_behav_all_strategies"))
+    countdown = [r for rows in parts.values() for r in rows if r["task"] == "countdown"]
+    assert len(countdown) == 6  # 3 + 1 carved from train, 2 in test
+    for row in countdown:
+        user, assistant = (m["content"] for m in row["messages"])
+        nums = json.loads(re.search(r"numbers (\[[\d, ]+\])", user).group(1))
+        assert user == data.countdown_prompt(nums, int(re.search(r"equals (\d+)\.", user).group(1)))
+        assert assistant.startswith("<think> ") and has_valid_format(assistant)
+    assert data.countdown_prompt([48, 28, 42, 2], 11) in {r["messages"][0]["content"] for r in parts["test"]}
+
+
+def test_hub_warmstart_adds_math_traces_of_the_same_split(hub_fixture, monkeypatch):
+    gsm8k = hub_fixture("openai/gsm8k")
+    monkeypatch.setitem(data.HUB_SOURCES, "openai/gsm8k", gsm8k)
+    monkeypatch.setitem(data.HUB_SOURCES, "Asap7772/cog_behav_all_strategies",
+                        hub_fixture("Asap7772/cog_behav_all_strategies"))
+    for split in data.SPLITS:
+        rows = data.load_warmstart("gpu", split)  # the default sources, as the gpu profile loads them
+        math = data.load_math("gpu", split, source=gsm8k).to_list()
+        assert rows.features == data.FEATURES["warmstart"]
+        tasks = list(rows["task"])
+        assert tasks[:2] == ["countdown", "math"] and tasks.count("math") == len(math)  # interleaved, as offline
+        traces = [r["messages"] for r in rows if r["task"] == "math"]
+        assert traces == [[{"role": "user", "content": data.math_prompt(m["prompt"])},
+                           {"role": "assistant", "content": data.reference_trace(m)}] for m in math]
+        assert all(has_valid_format(t[1]["content"]) and extract_answer(t[1]["content"]) == m["answer"]
+                   for t, m in zip(traces, math))
+
+
+def test_hub_fixture_stratos_is_left_as_it_is(hub_fixture):
+    parts = _splits("warmstart", hub_fixture("bespokelabs/Bespoke-Stratos-17k"))
+    assert [len(parts[s]) for s in data.SPLITS] == [8, 1, 1]
+    rows = [r for rows in parts.values() for r in rows]
+    assert {r["task"] for r in rows} == {"stratos"}  # no math traces added: Stratos brings its own
+    user, assistant = (m["content"] for m in rows[0]["messages"])
+    assert user.startswith("Return your final response within \\boxed{}.")
+    assert assistant.startswith("<think>\n\nOkay") and assistant.endswith("</answer>")
+
+
+def test_hub_fixture_smoltalk_drops_system_turns(hub_fixture):
+    parts = _splits("instructions", hub_fixture("HuggingFaceTB/smol-smoltalk"))
+    rows = [r for rows in parts.values() for r in rows]
+    assert [len(parts[s]) for s in data.SPLITS] == [2, 1, 2] and all(r["constraints"] == {} for r in rows)
+    assert all(m["role"] != "system" for r in rows for m in r["messages"])
+    assert max(len(r["messages"]) for r in rows) == 4  # a multi-turn conversation stays whole
+
+
+def test_hub_fixture_ultrafeedback_reads_the_prefs_splits(hub_fixture):
+    parts = _splits("preferences", hub_fixture("HuggingFaceH4/ultrafeedback_binarized"))
+    assert [len(parts[s]) for s in data.SPLITS] == [2, 1, 2]  # train_prefs carved 90/10; test_prefs as shipped
+    test = next(r for r in parts["test"] if r["prompt"] == [{"role": "user", "content": "How many legs does a spider have?"}])
+    assert (test["chosen"], test["rejected"]) == ([{"role": "assistant", "content": "A spider has eight legs."}],
+                                                  [{"role": "assistant", "content": "Spiders have six legs, like insects."}])
+
+
+def test_hub_source_asking_for_a_missing_config_or_split_names_what_exists(hub_fixture):
+    gsm8k = replace(hub_fixture("openai/gsm8k"), name="default")
+    with pytest.raises(ValueError, match=r"has no config 'default'; its configs are \['main', 'socratic'\]"):
+        data.load_math("gpu", "test", source=gsm8k)
+    # UltraFeedback has no plain train/test: asking for them names its six splits
+    ultrafeedback = replace(hub_fixture("HuggingFaceH4/ultrafeedback_binarized"), splits={"train": "train", "test": "test"})
+    with pytest.raises(ValueError, match=r"no split 'train'; its splits are \['train_prefs', 'train_sft', 'test_prefs'"):
+        data.load_preferences("gpu", "train", source=ultrafeedback)

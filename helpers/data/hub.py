@@ -13,6 +13,7 @@ import numpy as np
 from helpers.config import DEFAULT_SEED, Profile
 from helpers.rewards.extraction import last_boxed
 
+from .prompts import countdown_prompt
 from .schema import FEATURES, SCHEMAS, validate_row
 from .splits import train_validation_split
 
@@ -71,20 +72,29 @@ def normalize_countdown_row(row: Mapping) -> dict:
     return {"nums": list(_get(row, "nums", list)), "target": _get(row, "target", int)}
 
 
+# TinyZero's Countdown task, as cog_behav's queries word it; the dataset has no nums/target columns to read instead
+_TINYZERO_TASK = re.compile(r"Using the numbers \[([\d,\s]+)\],? create an equation that equals (\d+)")
+
+
 def normalize_cog_behav_row(row: Mapping) -> dict:
-    """cog_behav_all_strategies: ``query`` is a TinyZero-style prompt ("...User: <task>\\nAssistant: <prefill>")
-    and ``completion`` the rest of the answer. The task becomes the user turn; the assistant turn is the prefill
-    from its ``<think>`` on, then the completion. TinyZero's words before the tag ("Let me solve this step by
-    step.") are dropped: the course's format (``has_valid_format``) starts an answer with ``<think>``, and SFT
-    must not teach what every later reward rejects."""
+    """cog_behav_all_strategies: ``query`` is a TinyZero prompt ("...User: Using the numbers [..], create an
+    equation that equals N. ...\\nAssistant: <prefill>") and ``completion`` the rest of the answer.
+
+    The user turn is the same task in the course's own wording (``countdown_prompt``), the one GRPO prompts with,
+    so SFT teaches the prompt RL and evaluation use. The assistant turn is the prefill from its ``<think>`` on,
+    then the completion: TinyZero's words before the tag ("Let me solve this step by step.") are dropped, since
+    the course's format (``has_valid_format``) starts an answer with ``<think>`` and SFT must not teach what every
+    later reward rejects."""
     query, completion = _get(row, "query", str), _get(row, "completion", str)
-    user, prefill = query, ""
-    if "User:" in query:
-        user = query.split("User:", 1)[1]
-    if "Assistant:" in user:
-        user, prefill = user.split("Assistant:", 1)
+    task = _TINYZERO_TASK.search(query)
+    if not task:
+        raise ValueError("field 'query' has no Countdown task ('Using the numbers [...], create an equation "
+                         "that equals N')")
+    nums = [int(n) for n in task.group(1).split(",")]
+    prefill = query.split("User:", 1)[-1].partition("Assistant:")[2]
     prefill = prefill[prefill.index("<think>"):] if "<think>" in prefill else prefill.lstrip()
-    return {"messages": [message("user", user.strip()), message("assistant", prefill + completion)],
+    return {"messages": [message("user", countdown_prompt(nums, int(task.group(2)))),
+                         message("assistant", prefill + completion)],
             "task": "countdown"}
 
 
@@ -153,19 +163,32 @@ class HubSource:
     data_files: Any = None
 
 
+# Config, split and column names as each dataset card and viewer show them (tests/fixtures/hub/ holds a few rows of
+# each in the same layout). Not confirmed on a card: cog_behav's config name and its columns beyond query/completion
+# (the card lists no features; the name is datasets' "default" for a repository without configs), and
+# Bespoke-Stratos' own card (its columns and single train split are those of copies of it that keep its name).
 HUB_SOURCES: dict[str, HubSource] = {
+    # configs main, socratic; splits train, test; columns question, answer
     "openai/gsm8k": HubSource("math", "openai/gsm8k", normalize_gsm8k_row, name="main"),
+    # splits train, test; columns problem, solution, messages
     "AI-MO/NuminaMath-TIR": HubSource("math", "AI-MO/NuminaMath-TIR", normalize_numina_row),
+    # configs default, extended (and all); split train only
     "open-r1/OpenR1-Math-220k": HubSource("math", "open-r1/OpenR1-Math-220k", normalize_openr1_row, name="default",
                                           splits={"train": "train"}),
+    # split test only; columns problem, solution, answer, subject, level, unique_id
     "HuggingFaceH4/MATH-500": HubSource("math", "HuggingFaceH4/MATH-500", normalize_math500_row, splits={"test": "test"}),
+    # split train only; columns target, nums
     "Jiayi-Pan/Countdown-Tasks-3to4": HubSource("countdown", "Jiayi-Pan/Countdown-Tasks-3to4", normalize_countdown_row,
                                                 splits={"train": "train"}),
+    # splits train, test; columns query, completion
     "Asap7772/cog_behav_all_strategies": HubSource("warmstart", "Asap7772/cog_behav_all_strategies",
                                                    normalize_cog_behav_row),
+    # split train only; columns system, conversations
     "bespokelabs/Bespoke-Stratos-17k": HubSource("warmstart", "bespokelabs/Bespoke-Stratos-17k", normalize_bespoke_row,
                                                  splits={"train": "train"}),
+    # splits train, test; columns messages, source
     "HuggingFaceTB/smol-smoltalk": HubSource("instructions", "HuggingFaceTB/smol-smoltalk", normalize_smoltalk_row),
+    # splits train_prefs, test_prefs, train_sft, test_sft, train_gen, test_gen
     "HuggingFaceH4/ultrafeedback_binarized": HubSource("preferences", "HuggingFaceH4/ultrafeedback_binarized",
                                                        normalize_ultrafeedback_row,
                                                        splits={"train": "train_prefs", "test": "test_prefs"}),
@@ -173,15 +196,29 @@ HUB_SOURCES: dict[str, HubSource] = {
 
 
 def _pool_size(task: str, profile: Profile) -> int:
-    """Rows a task uses for train + validation (test adds ``n_eval``)."""
-    sizes = {"math": profile.n_math, "countdown": profile.n_countdown, "warmstart": profile.n_countdown + profile.n_math,
+    """Rows a task uses for train + validation (test adds ``n_eval``). Warm-start sources are read at Countdown's
+    size: ``load_warmstart`` adds the math traces itself when a source has none."""
+    sizes = {"math": profile.n_math, "countdown": profile.n_countdown, "warmstart": profile.n_countdown,
              "instructions": profile.n_instructions, "preferences": profile.n_preferences}
     return sizes[task]
+
+
+def _check_config_and_split(source: HubSource, hub_split: str) -> None:
+    """Fail before any download, naming what exists, when the source has no such config or split (``datasets``
+    itself names a missing split only after downloading and preparing every split of the config)."""
+    configs = datasets.get_dataset_config_names(source.path, data_files=source.data_files)
+    if source.name is not None and source.name not in configs:
+        raise ValueError(f"{source.path} has no config {source.name!r}; its configs are {configs}")
+    splits = datasets.get_dataset_split_names(source.path, source.name, data_files=source.data_files)
+    if hub_split not in splits:
+        raise ValueError(f"{source.path} (config {source.name or 'default'!r}) has no split {hub_split!r}; "
+                         f"its splits are {splits}")
 
 
 def _read_hub(task: str, source: HubSource, course_split: str, limit: int) -> datasets.Dataset:
     """Up to ``limit`` rows (a seeded sample) of one source split, normalized and validated."""
     hub_split = source.splits[course_split]
+    _check_config_and_split(source, hub_split)
     raw = datasets.load_dataset(source.path, source.name, data_files=source.data_files, split=hub_split)
     order = np.random.default_rng(DEFAULT_SEED).permutation(len(raw))[:limit]
     raw = raw.select(order)

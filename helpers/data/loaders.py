@@ -15,6 +15,7 @@ from .hub import HUB_SOURCES, HubSource, load_hub, message
 from .instructions import make_instruction_examples
 from .math_problems import math_trace, sample_math_problems
 from .prompts import countdown_prompt, math_prompt
+from .references import reference_trace
 from .schema import FEATURES, SCHEMAS, SPLITS, TASKS, validate_rows
 from .splits import interleave, three_way_split
 
@@ -95,10 +96,17 @@ def load_countdown(profile: str | Profile | None = None, split: str = "train",
 def load_warmstart(profile: str | Profile | None = None, split: str = "train",
                    source: str | HubSource = "Asap7772/cog_behav_all_strategies") -> datasets.Dataset:
     """Warm-start SFT conversations (``messages``, ``task``) whose assistant turn is a reasoning trace in
-    ``<think>...</think>\\n<answer>...</answer>`` form. ``gpu``: cog_behav_all_strategies (or
-    Bespoke-Stratos-17k); offline: Countdown search traces and math worked traces, alternating, for the
-    problems of the same split of ``load_countdown`` and ``load_math``."""
-    return _load("warmstart", profile, split, source)
+    ``<think>...</think>\\n<answer>...</answer>`` form. Offline: Countdown search traces and math worked traces,
+    alternating, for the problems of the same split of ``load_countdown`` and ``load_math``. ``gpu``:
+    cog_behav_all_strategies, whose traces are all Countdown, alternating with the gold solutions
+    (``reference_trace``) of the same split of ``load_math``; or Bespoke-Stratos-17k as it is."""
+    rows = _load("warmstart", profile, split, source)
+    if set(rows.unique("task")) != {"countdown"}:  # math traces already there (offline), or Stratos' own mix
+        return rows
+    # SFT on Countdown alone would leave the math task, which GRPO and evaluation also use, without a trace
+    math = [{"messages": [message("user", math_prompt(r["prompt"])), message("assistant", reference_trace(r))],
+             "task": "math"} for r in load_math(profile, split)]
+    return datasets.Dataset.from_list(interleave(rows.to_list(), math), features=FEATURES["warmstart"])
 
 
 def load_instructions(profile: str | Profile | None = None, split: str = "train",

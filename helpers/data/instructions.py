@@ -89,19 +89,14 @@ def _instruction_example(topic: dict, kind: str, rng: random.Random) -> dict:
                              'Tell me something about {t}, and include the word "{w}".'))
         return {"prompt": prompt.format(t=name, w=word), "constraints": {"must_include": [word]},
                 "chosen": with_word, "rejected": without_word}
-    if kind == "lowercase+max_words":
-        base = _instruction_example(topic, "max_words", rng)
-        limit = base["constraints"]["max_words"]
-        prompt = f"Describe {name} in at most {limit} words, using only lowercase letters."
+    if kind in ("lowercase+max_words", "num_bullets+lowercase"):
+        single = kind.replace("lowercase", "").strip("+")  # the constraint lowercase is added to
+        base = _instruction_example(topic, single, rng)
+        value = base["constraints"][single]
+        prompt = (f"Describe {name} in at most {value} words, using only lowercase letters." if single == "max_words"
+                  else f"List exactly {value} facts about {name} as bullet points, all in lowercase.")
         rejected = base["chosen"] if rng.random() < 0.5 else base["rejected"].lower()
-        return {"prompt": prompt, "constraints": {"max_words": limit, "lowercase": True},
-                "chosen": base["chosen"].lower(), "rejected": rejected}
-    if kind == "num_bullets+lowercase":
-        base = _instruction_example(topic, "num_bullets", rng)
-        count = base["constraints"]["num_bullets"]
-        prompt = f"List exactly {count} facts about {name} as bullet points, all in lowercase."
-        rejected = base["chosen"] if rng.random() < 0.5 else base["rejected"].lower()
-        return {"prompt": prompt, "constraints": {"num_bullets": count, "lowercase": True},
+        return {"prompt": prompt, "constraints": {single: value, "lowercase": True},
                 "chosen": base["chosen"].lower(), "rejected": rejected}
     if kind == "must_include+max_words":
         word, with_word, without_word = _word_to_include(facts, rng)

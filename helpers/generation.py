@@ -53,11 +53,18 @@ def generate(model, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]
              num_return_sequences: int = 1, progress: bool = True) -> list[str]:
     """Generate a completion for each conversational prompt (``num_return_sequences`` each, in order).
 
-    Greedy by default; ``do_sample=True`` samples with ``temperature`` and ``top_p``.
+    Greedy by default; ``do_sample=True`` samples with ``temperature`` and ``top_p``. On a GPU with vLLM
+    installed the prompts go to vLLM instead, decoded the same way (``helpers.vllm_sampling``; ``COURSE_VLLM=0``
+    keeps ``model.generate``).
     """
+    from helpers import vllm_sampling  # imported here: it builds on this module
+
+    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    if vllm_sampling.wanted(model):
+        return vllm_sampling.generate(model, tokenizer, texts, max_new_tokens, do_sample, temperature, top_p,
+                                      num_return_sequences, progress)
     model.eval()
     device = next(model.parameters()).device
-    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
     previous_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     completions: list[str] = []
@@ -116,6 +123,14 @@ def weights_fingerprint(model) -> str:
     return digest.hexdigest()
 
 
+def cache_fingerprint(model) -> str:
+    """The cache's name for a model's completions: its weights, and the decoder when it is vLLM (its samples, and
+    in near-ties its greedy tokens, differ from ``model.generate``'s, so the two never answer for each other)."""
+    from helpers import vllm_sampling  # imported here: it builds on this module
+
+    return weights_fingerprint(model) + ("-vllm" if vllm_sampling.wanted(model) else "")
+
+
 class GenerationCache:
     """Completions on disk, one JSON-lines file per model fingerprint under ``directory`` (greedy ones keyed
     per prompt; a seeded sampling call as one entry, see ``generate_sampled_cached``).
@@ -155,7 +170,7 @@ def generate_sampled_cached(model, tokenizer: PreTrainedTokenizerBase, prompts: 
     rendered prompts, the number of samples, the budget, the temperature, the batch size and the seed; the
     same call with the same weights then costs nothing the second time (notebook 6 re-measures notebook 5's
     start model this way)."""
-    fingerprint = weights_fingerprint(model)
+    fingerprint = cache_fingerprint(model)
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
     settings = json.dumps({"n": n_samples, "budget": max_new_tokens, "temperature": temperature,
                            "batch": batch_size, "seed": seed, "prompts": texts})
@@ -176,7 +191,7 @@ def generate_greedy_cached(model, tokenizer: PreTrainedTokenizerBase, prompts: l
 
     A cached completion may have been generated in a different batch; padding can change the last digits
     of the logits, so in rare near-ties it may differ from a fresh run by a token."""
-    fingerprint = weights_fingerprint(model)
+    fingerprint = cache_fingerprint(model)
     known = cache.load(fingerprint)
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
     keys = [cache.key(text, max_new_tokens) for text in texts]

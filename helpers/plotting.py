@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.colors import ListedColormap
 from matplotlib.ticker import MaxNLocator
 
@@ -153,28 +155,55 @@ def plot_token_lengths(lengths: dict[str, dict[str, list[int]]], limits: dict[st
     return fig
 
 
-def plot_curves(history, panels: dict[str, str], title: str, x: str = "step", ncols: int = 3) -> plt.Figure:
+def plot_curves(history, panels: dict, title: str, x: str = "step", ncols: int = 3, smooth: int | None = None,
+                reference: Mapping[str, tuple[float, str]] | None = None) -> plt.Figure:
     """One small panel per logged metric: ``panels`` maps a history column to its panel title.
 
     Columns the trainer did not log are skipped, so the same call works across profiles and configs; a column
     that never changes is not drawn (a flat line carries no reading) but named with its value in the title.
+
+    For comparisons: a panel's key may be a tuple of columns drawn together (DPO's chosen and rejected rewards);
+    ``history`` may map run names to histories, each drawn on every panel (two SFT runs' losses). ``smooth=n``
+    draws the per-step points faint under their mean over ``n`` steps; ``reference`` maps a column to a
+    ``(value, label)`` line (DPO's log 2).
     """
-    present = {column: label for column, label in panels.items() if column in history and history[column].notna().any()}
+    runs = dict(history) if isinstance(history, Mapping) else {"": history}
+
+    def series(key) -> list[tuple[str, str, pd.DataFrame]]:
+        """(run, column, rows) for each run that logged each of the key's columns."""
+        columns = key if isinstance(key, tuple) else (key,)
+        return [(run, column, frame.dropna(subset=[column])) for run, frame in runs.items() for column in columns
+                if column in frame and frame[column].notna().any()]
+
+    present = {key: label for key, label in panels.items() if series(key)}
     if not present:
         raise ValueError(f"none of the columns {list(panels)} is in the history")
-    varying = {column: label for column, label in present.items() if history[column].dropna().nunique() > 1}
-    constant = [f"{label} = {history[column].dropna().iloc[0]:.3g}" for column, label in present.items()
-                if column not in varying] if varying else []
+    varying = {key: label for key, label in present.items()
+               if any(rows[column].nunique() > 1 for _, column, rows in series(key))}
+    constant = [f"{label} = {series(key)[0][2][series(key)[0][1]].iloc[0]:.3g}" for key, label in present.items()
+                if key not in varying] if varying else []
     shown = varying or present
     ncols = min(ncols, len(shown))
     nrows = -(-len(shown) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), squeeze=False)
-    for ax, (column, label) in zip(axes.flat, shown.items()):
-        rows = history.dropna(subset=[column])
-        ax.plot(rows[x], rows[column], marker=".", linewidth=1)
+    for ax, (key, label) in zip(axes.flat, shown.items()):
+        drawn = series(key)
+        for run, column, rows in drawn:
+            name = " ".join(part for part in (run, column if isinstance(key, tuple) else "") if part)
+            if smooth:
+                points = ax.plot(rows[x], rows[column], marker=".", linewidth=1, alpha=0.35)[0]
+                ax.plot(rows[x], rows[column].rolling(smooth, min_periods=1).mean(), linewidth=2,
+                        color=points.get_color(), label=f"{name}, mean of {smooth} steps".lstrip(", "))
+            else:
+                ax.plot(rows[x], rows[column], marker=".", linewidth=1, label=name or None)
+        if reference and key in reference:
+            value, text = reference[key]
+            ax.axhline(value, color="k", linestyle=":", linewidth=1, label=text)
         ax.set(title=label, xlabel=x)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         ax.grid(alpha=0.3)
+        if len(drawn) > 1 or smooth or (reference and key in reference):
+            ax.legend(frameon=False, fontsize="small")
     for ax in list(axes.flat)[len(shown):]:
         ax.axis("off")
     fig.suptitle(title + (f"\nconstant, not drawn: {'; '.join(constant)}" if constant else ""))

@@ -153,3 +153,27 @@ def test_plot_curves_names_flat_columns_instead_of_drawing_them_and_uses_whole_s
     # all flat: drawn anyway, an empty figure would say nothing
     flat = plot_curves(history, {"frac_reward_zero_std": "zero-variance share"}, "GRPO")
     assert [ax.get_title() for ax in flat.axes if ax.lines] == ["zero-variance share"]
+
+
+def test_plot_curves_overlays_columns_runs_smoothing_and_a_reference_line():
+    import pandas as pd
+
+    from helpers.plotting import plot_curves
+
+    dpo = pd.DataFrame({"step": [1, 2, 3, 4], "loss": [0.69, 0.6, 0.5, 0.45],
+                        "rewards/chosen": [0.0, 0.1, 0.2, 0.3], "rewards/rejected": [0.0, -0.1, -0.2, -0.2]})
+    fig = plot_curves(dpo, {"loss": "DPO loss", ("rewards/chosen", "rewards/rejected"): "implicit rewards"}, "DPO",
+                      reference={"loss": (0.6931, "log 2")})
+    loss_ax, rewards_ax = fig.axes[:2]
+    assert [line.get_label() for line in rewards_ax.lines] == ["rewards/chosen", "rewards/rejected"]
+    assert loss_ax.get_legend() is not None and [t.get_text() for t in loss_ax.get_legend().get_texts()] == ["log 2"]
+    assert loss_ax.lines[-1].get_ydata()[0] == 0.6931
+
+    # two runs on one panel, each smoothed: a faint per-step line and its running mean per run
+    second = dpo.assign(loss=dpo["loss"] + 0.1)
+    fig = plot_curves({"teacher": dpo, "student": second}, {"loss": "loss"}, "SFT", smooth=2)
+    (ax,) = fig.axes
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels == ["teacher, mean of 2 steps", "student, mean of 2 steps"]
+    assert len(ax.lines) == 4
+    assert list(ax.lines[1].get_ydata()) == [0.69, (0.69 + 0.6) / 2, (0.6 + 0.5) / 2, (0.5 + 0.45) / 2]

@@ -20,6 +20,7 @@ from helpers.chat import R1_SYSTEM_PROMPT, task_prompt
 from helpers.data import task_of
 from helpers.generation import GenerationCache, generate, generate_greedy_cached, sample_completions
 from helpers.models import CheckpointNotFoundError, load_model, load_tokenizer, resolve_model_name
+from helpers.tables import TextTable, text_table
 
 
 def score_completion(completion: str, row: dict) -> dict:
@@ -139,6 +140,18 @@ def describe_change(result: dict, unit: str = "points") -> str:
     return f"{delta:+.1f} {unit} ({interval}): {verdict}"
 
 
+def changed_answers(rows: list[dict], before: pd.DataFrame, after: pd.DataFrame, n: int = 4,
+                    width: int = 250) -> TextTable:
+    """The first ``n`` problems whose correctness differs between two scored runs on the same ``rows`` (frames
+    with ``correct`` and ``completion``, one row per problem, as ``evaluate_model`` returns), question and both
+    answers side by side: what a paired comparison's fixed and broken counts are made of."""
+    changed = after.index[after["correct"] != before["correct"]][:n]
+    return text_table(pd.DataFrame({"question": [rows[i]["prompt"][:120] for i in changed],
+                                    "gold": [rows[i]["answer"] for i in changed],
+                                    "before": before.loc[changed, "completion"].str.slice(0, width),
+                                    "after": after.loc[changed, "completion"].str.slice(0, width)}))
+
+
 def save_stage_result(profile, stage: str, task: str, metric: str, comparison: dict, minutes: float | None) -> pd.DataFrame:
     """Write one row of ``data/processed/<profile>/stage_results.csv`` (replacing the row of the same stage, task
     and metric, so re-running a notebook never appends twice) and return the whole table."""
@@ -170,11 +183,13 @@ def stage_results_markdown(path: str | Path) -> str:
 def evaluate_model(model, tokenizer: PreTrainedTokenizerBase, rows: list[dict], max_new_tokens: int,
                    batch_size: int = 16, system_prompt: str | None = None,
                    cache_dir: str | Path | None = None) -> tuple[dict, pd.DataFrame]:
-    """Greedy completions for ``rows`` (math or Countdown), scored: returns the summary and the per-row table.
+    """Greedy completions for ``rows`` (math, Countdown or instructions), scored: returns the summary and the per-row table.
 
     With ``cache_dir`` (notebooks pass ``profile.generation_cache_dir``), completions these exact weights
-    already produced for these prompts are reused (``GenerationCache``)."""
-    prompts = [task_prompt(row, system_prompt or R1_SYSTEM_PROMPT) for row in rows]
+    already produced for these prompts are reused (``GenerationCache``). Instruction rows are asked without the
+    R1 system prompt, as they are trained."""
+    prompts = [task_prompt(row, None if task_of(row) == "instructions" else system_prompt or R1_SYSTEM_PROMPT)
+               for row in rows]
     if cache_dir is None:
         completions = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
     else:

@@ -25,11 +25,9 @@ from transformers import TrainerCallback
 from helpers.chat import task_prompt
 from helpers.config import get_profile, seed_everything
 from helpers.data import load_task
-from helpers.evaluation import paired_comparison
-from helpers.generation import generate
+from helpers.evaluation import evaluate_model, paired_comparison
 from helpers.models import load_model, load_tokenizer, merge_lora
 from helpers.preferences import RewardModelReward, load_reward_model
-from helpers.rewards import check_instruction_constraints
 from helpers.training import lora_config, rloo_config, run_rloo
 
 
@@ -38,12 +36,12 @@ def instruction_prompts(rows: list[dict]) -> list[list[dict]]:
 
 
 def judge(model, tokenizer, rows: list[dict], reward: RewardModelReward, max_new_tokens: int, batch_size: int) -> dict:
-    """Greedy answers to ``rows``: the checker's verdict per row (all constraints met) and the reward model's score."""
-    prompts = instruction_prompts(rows)
-    answers = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=False)
-    satisfied = pd.Series([float(check_instruction_constraints(a, r["constraints"]) == 1.0) for a, r in zip(answers, rows)])
-    scores = reward(prompts=prompts, completions=[[{"role": "assistant", "content": a}] for a in answers])
-    return {"satisfied": satisfied, "reward_model": pd.Series(scores), "answers": answers}
+    """Greedy answers to ``rows`` scored as every evaluation scores them (the checker: all constraints met), and
+    the reward model's score of each."""
+    _, scored = evaluate_model(model, tokenizer, rows, max_new_tokens, batch_size)
+    answers = scored["completion"].tolist()
+    scores = reward(prompts=instruction_prompts(rows), completions=[[{"role": "assistant", "content": a}] for a in answers])
+    return {"satisfied": scored["correct"].astype(float), "reward_model": pd.Series(scores), "answers": answers}
 
 
 class ProbeCallback(TrainerCallback):

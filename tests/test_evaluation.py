@@ -385,3 +385,38 @@ def test_bootstrap_interval_of_an_accuracy_matches_the_normal_approximation():
     assert (result["ci_low"], result["ci_high"]) == bootstrap_interval([a - b for a, b in zip(after, before)])
     with pytest.raises(ValueError):
         bootstrap_interval([])
+
+
+def test_changed_answers_shows_only_the_problems_whose_correctness_moved():
+    import pandas as pd
+
+    from helpers.evaluation import changed_answers
+
+    rows = [{"prompt": f"question {i}", "answer": str(i)} for i in range(5)]
+    before = pd.DataFrame({"correct": [True, False, True, False, True], "completion": [f"b{i}" for i in range(5)]})
+    after = pd.DataFrame({"correct": [True, True, False, False, True], "completion": ["a" * 300] + [f"a{i}" for i in range(1, 5)]})
+    table = changed_answers(rows, before, after).frame
+    assert list(table.index) == [1, 2]
+    assert table.loc[1].tolist() == ["question 1", "1", "b1", "a1"]
+    assert changed_answers(rows, before, after, n=1).frame.index.tolist() == [1]
+    wide = changed_answers(rows, before.assign(correct=False), after, width=10).frame
+    assert wide.loc[0, "after"] == "a" * 10
+
+
+def test_evaluate_model_asks_instruction_rows_without_the_r1_system_prompt_and_checks_their_constraints(monkeypatch):
+    import helpers.evaluation as evaluation
+    from helpers.chat import R1_SYSTEM_PROMPT
+
+    asked = []
+
+    def fake_generate(model, tokenizer, prompts, max_new_tokens, batch_size):
+        asked.extend(prompts)
+        return ["all lowercase here", "Not Lowercase", "<think>2+2=4</think>\n<answer>4</answer>"]
+
+    monkeypatch.setattr(evaluation, "generate", fake_generate)
+    rows = [{"messages": [{"role": "user", "content": "Say it in lowercase."}], "constraints": {"lowercase": True}}] * 2
+    rows.append({"prompt": "What is 2 + 2?", "solution": "2+2=4", "answer": "4", "difficulty": 1})
+    _, scored = evaluation.evaluate_model(None, None, rows, max_new_tokens=8)
+    assert scored["correct"].tolist() == [True, False, True]
+    assert [p[0]["role"] for p in asked] == ["user", "user", "system"]
+    assert asked[2][0]["content"] == R1_SYSTEM_PROMPT

@@ -12,8 +12,10 @@ A profile changes sizes and which model/data load, never the code path:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,6 +258,13 @@ PROFILES: dict[str, Profile] = {
     ),
 }
 
+# A free Colab T4: 16 GB and no bf16. The gpu course with fp16 autocast over fp32 weights (fp16's loss scaling needs
+# every trained tensor in fp32, the reward model's score head included); fp32 doubles activations, so RL takes 4
+# prompts a step instead of 8 (8 completions each) and the reward model 8 pairs. helpers.memory checks it fits.
+PROFILES["t4"] = dataclasses.replace(
+    PROFILES["gpu"], name="t4", dtype="float32", rl_prompts_per_step=4, reward_model_batch_size=8,
+    description="Qwen2.5-0.5B-Instruct from the Hugging Face Hub on a 16 GB T4: fp32 weights, fp16 autocast")
+
 
 GPU_PROFILE_MIN_MEMORY_GB = 35  # the gpu profile's batch sizes and lengths are for a 40 or 80 GB A100, in bf16
 
@@ -266,15 +275,19 @@ def default_profile_name() -> str:
     A smaller or older GPU (a free Colab T4: 16 GB, no bf16) would get A100 sizes and bf16 and fail mid-course,
     so it gets ``cpu``'s sizes with a warning; ``COURSE_PROFILE=gpu`` still forces the ``gpu`` profile."""
     if not torch.cuda.is_available():
+        if "google.colab" in sys.modules:  # on a laptop no GPU is expected; on Colab it is a runtime setting
+            warnings.warn("This Colab runtime has no GPU: using the cpu profile (SmolLM2-135M, laptop sizes). For "
+                          "the gpu profile choose Runtime > Change runtime type > A100 GPU, then restart.", stacklevel=2)
         return "cpu"
     device = torch.cuda.get_device_properties(0)
     memory_gb = device.total_memory / 2**30
-    bf16 = torch.cuda.is_bf16_supported()
+    bf16 = torch.cuda.is_bf16_supported(including_emulation=False)  # a T4 emulates it: slow, and Triton lacks it
     if bf16 and memory_gb >= GPU_PROFILE_MIN_MEMORY_GB:
         return "gpu"
     warnings.warn(f"{device.name} ({memory_gb:.0f} GB{'' if bf16 else ', no native bf16'}) is smaller than the gpu "
                   f"profile needs (bf16 and {GPU_PROFILE_MIN_MEMORY_GB} GB or more): using the cpu profile's sizes. "
-                  "Set COURSE_PROFILE=gpu to try the gpu profile anyway.", stacklevel=2)
+                  "Set COURSE_PROFILE=t4 for the gpu course sized for 16 GB without bf16, or COURSE_PROFILE=gpu to "
+                  "try the gpu profile anyway.", stacklevel=2)
     return "cpu"
 
 

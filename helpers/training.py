@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
 import pandas as pd
 import torch
 from peft import LoraConfig
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainerState
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.utils.notebook import NotebookProgressCallback, NotebookTrainingTracker
 from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
-from helpers.config import Profile, cpu_has_native_bf16
+from helpers import vllm_sampling
+from helpers.config import Profile, cpu_has_native_bf16, get_profile
+from helpers.models import holds_model
 
 # transformers deprecated `is_gradient_checkpointing`, which PEFT reads when it wraps a model and TRL when it
 # generates: library-internal, nothing a learner can change, so it is not shown in the notebooks.
@@ -45,11 +49,14 @@ def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05, target: str
 
 def hardware_kwargs(profile: Profile) -> dict:
     """TRL defaults to bf16 and gradient checkpointing; both are set per device. bf16 autocast on a CPU only
-    where it is native (AMX or AVX512-BF16, detected at run time): emulated bf16 is slower than float32.
+    where it is native (AMX or AVX512-BF16, detected at run time): emulated bf16 is slower than float32. A GPU
+    without native bf16 (a T4) trains in fp16 autocast instead.
     ``scripts/grpo_step_cost.py`` measures both ways."""
     on_gpu = profile.uses_cuda
+    gpu_bf16 = on_gpu and torch.cuda.is_bf16_supported(including_emulation=False)
     return {
-        "bf16": on_gpu or (not torch.cuda.is_available() and cpu_has_native_bf16()),
+        "bf16": gpu_bf16 or (not torch.cuda.is_available() and cpu_has_native_bf16()),
+        "fp16": on_gpu and not gpu_bf16,  # a T4: fp16 autocast (the t4 profile's fp32 weights take its loss scaling)
         "use_cpu": not torch.cuda.is_available(),
         "activation_checkpointing": on_gpu,
         "report_to": "none",  # no W&B login by default
@@ -117,7 +124,8 @@ class HistoryCSVCallback(TrainerCallback):
         self.path = Path(path)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        save_history(state.log_history, self.path)
+        if state.is_world_process_zero:  # one writer when several processes train together
+            save_history(state.log_history, self.path)
 
 
 class NotebookBarCallback(NotebookProgressCallback):
@@ -158,14 +166,34 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     return str(max(complete, key=lambda p: int(p.name.split("-")[-1]))) if complete else None
 
 
+def saved_stage_dir(output_dir: str | Path) -> Path | None:
+    """Where the notebook saves the stage model a run directory trains: ``<stage>`` beside ``<stage>_run``."""
+    output_dir = Path(output_dir)
+    return output_dir.with_name(output_dir.name.removesuffix("_run")) if output_dir.name.endswith("_run") else None
+
+
+def stage_model_saved_since_completed(output_dir: Path) -> bool:
+    """Whether the notebook saved the stage model after this run finished, so the run's weights are kept there."""
+    stage_dir = saved_stage_dir(output_dir)
+    if stage_dir is None:  # not named <stage>_run: no stage model to wait for
+        return True
+    if not holds_model(stage_dir):
+        return False
+    saved_at = max(p.stat().st_mtime for p in stage_dir.iterdir())
+    return saved_at > (output_dir / COMPLETED_MARKER).stat().st_mtime
+
+
 def prepare_run_dir(output_dir: str | Path) -> str | None:
     """Get ``output_dir`` ready for a run and return the checkpoint to resume from, if any.
 
-    An interrupted run (no ``COMPLETED`` marker) resumes from its newest checkpoint; a finished run
-    is cleared, so re-running a notebook trains afresh and overwrites its own outputs.
+    An interrupted run (no ``COMPLETED`` marker) resumes from its newest checkpoint. A finished run is cleared, so
+    re-running a notebook trains afresh and overwrites its own outputs, once the notebook has saved the stage
+    model (``<stage>`` beside ``<stage>_run``) after it finished; until then it is kept, and ``train_with_history``
+    loads its final checkpoint instead of training again (a disconnect between training and saving loses nothing).
     """
     output_dir = Path(output_dir)
-    if (output_dir / COMPLETED_MARKER).exists():
+    if (output_dir / COMPLETED_MARKER).exists() and (
+            stage_model_saved_since_completed(output_dir) or last_checkpoint(output_dir) is None):
         shutil.rmtree(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     return last_checkpoint(output_dir)
@@ -173,13 +201,28 @@ def prepare_run_dir(output_dir: str | Path) -> str | None:
 
 def train_with_history(trainer, resume_from: str | None):
     """Run ``trainer`` (any TRL/transformers trainer), keeping ``training_history.csv`` current and
-    marking the run ``COMPLETED`` at the end. Call ``prepare_run_dir`` first to get ``resume_from``."""
+    marking the run ``COMPLETED`` at the end. Call ``prepare_run_dir`` first to get ``resume_from``.
+
+    A finished run that ``prepare_run_dir`` kept (its model not saved yet) is not trained again: its final
+    checkpoint (the trainer always saves the last step) is loaded into ``trainer.model`` with its state."""
     output_dir = Path(trainer.args.output_dir)
+    if resume_from is not None and (output_dir / COMPLETED_MARKER).exists():
+        # What `trainer.train(resume_from_checkpoint=...)` loads, without its loop: resuming at the last step
+        # can still run a step past `max_steps` when the steps do not fill whole epochs.
+        trainer._load_from_checkpoint(resume_from)
+        trainer.state = TrainerState.load_from_json(str(Path(resume_from) / TRAINER_STATE_NAME))
+        print(f"{output_dir.name} finished before ({trainer.state.global_step} steps) and its model was not saved: "
+              f"loaded {Path(resume_from).name} instead of training again (delete the folder {output_dir.name} to "
+              "retrain)")
+        return trainer
     trainer.add_callback(HistoryCSVCallback(output_dir / HISTORY_FILE))
     show_bar_without_log_table(trainer)
+    if getattr(trainer.args, "use_vllm", False):
+        vllm_sampling.release_engine()  # the trainer starts its own vLLM: the course's sampler gives its memory back
     trainer.train(resume_from_checkpoint=resume_from)
-    save_history(trainer.state.log_history, output_dir / HISTORY_FILE)
-    (output_dir / COMPLETED_MARKER).write_text(f"{trainer.state.global_step} steps\n")
+    if trainer.is_world_process_zero():  # one writer when several processes train together
+        save_history(trainer.state.log_history, output_dir / HISTORY_FILE)
+        (output_dir / COMPLETED_MARKER).write_text(f"{trainer.state.global_step} steps\n")
     return trainer
 
 
@@ -320,3 +363,17 @@ def run_dpo(model, tokenizer, train_dataset, config: DPOConfig, peft_config: Lor
     trainer = DPOTrainer(model=model, ref_model=ref_model, args=config, train_dataset=train_dataset,
                          processing_class=tokenizer, peft_config=peft_config)
     return train_with_history(trainer, resume_from)
+
+
+def config_on_cpu(build, profile: Profile, **overrides):
+    """The TRL config ``build`` (``sft_config``, ``grpo_config``, ...) makes for ``profile``, built on this machine
+    to be read: bf16 and vLLM, which a CPU refuses, switched off. Nothing is written to its output folder."""
+    switches = {"use_cpu": True, "bf16": False, "fp16": False}
+    if build in (grpo_config, rloo_config):
+        switches["use_vllm"] = False
+    return build(profile, Path(tempfile.gettempdir()) / "config-preview", **{**switches, **overrides})
+
+
+def compare_profiles(describe, names: tuple[str, ...] = ("cpu", "gpu")) -> pd.DataFrame:
+    """One row per profile of ``describe(profile)``, a dict of settings: the cpu-vs-gpu tables of the notebooks."""
+    return pd.DataFrame([{"profile": name, **describe(get_profile(name))} for name in names]).set_index("profile")

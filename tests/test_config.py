@@ -34,6 +34,20 @@ def test_fallback_follows_hardware(monkeypatch):
     assert get_profile().name == "gpu"
 
 
+def test_a_colab_runtime_without_a_gpu_says_how_to_get_one(monkeypatch):
+    import sys
+    import warnings
+
+    monkeypatch.delenv("COURSE_PROFILE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a laptop without a GPU is the normal case: no warning
+        assert get_profile().name == "cpu"
+    monkeypatch.setitem(sys.modules, "google.colab", type(sys)("google.colab"))
+    with pytest.warns(UserWarning, match="Colab runtime has no GPU.*Change runtime type"):
+        assert get_profile().name == "cpu"
+
+
 @pytest.mark.parametrize("name, memory_gb, bf16", [("Tesla T4", 15.0, False), ("NVIDIA L4", 22.0, True)])
 def test_a_small_gpu_gets_the_cpu_sizes_with_a_warning(monkeypatch, name, memory_gb, bf16):
     monkeypatch.delenv("COURSE_PROFILE", raising=False)
@@ -50,14 +64,27 @@ def test_unknown_profile_lists_valid_ones(monkeypatch):
         get_profile("laptop")
     message = str(err.value)
     assert "'laptop'" in message
-    for name in ("tiny", "cpu", "gpu"):
+    for name in ("tiny", "cpu", "gpu", "t4"):
         assert name in message
 
 
 def test_unknown_profile_from_environment_is_rejected(monkeypatch):
     monkeypatch.setenv("COURSE_PROFILE", "gpu-large")
-    with pytest.raises(ValueError, match="valid profiles are: cpu, gpu, tiny"):
+    with pytest.raises(ValueError, match="valid profiles are: cpu, gpu, t4, tiny"):
         get_profile()
+
+
+def test_a_gpu_without_native_bf16_trains_in_fp16_autocast(monkeypatch):
+    from helpers.training import hardware_kwargs
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for native_bf16, expected in ((True, (True, False)), (False, (False, True))):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, b=native_bf16: b)
+        kwargs = hardware_kwargs(PROFILES["t4"])
+        assert (kwargs["bf16"], kwargs["fp16"]) == expected
+        assert kwargs["activation_checkpointing"] and not kwargs["use_cpu"]
+    t4, gpu = PROFILES["t4"], PROFILES["gpu"]
+    assert (t4.dtype, t4.source, t4.rl_steps, t4.num_generations) == ("float32", "hub", gpu.rl_steps, gpu.num_generations)
 
 
 def test_profiles_scale_up_in_order():
@@ -118,6 +145,23 @@ def test_constraints_pin_every_dependency_within_its_range():
         assert requirement.specifier.contains(pins[name]), f"{requirement.name}=={pins[name]} is outside {spec!r}"
 
 
+def test_colab_constraints_are_the_tested_pins_without_torch_and_the_jupyter_stack():
+    """Colab installs with constraints-colab.txt: every tested pin but torch and the Jupyter stack (Colab's stay)."""
+    import importlib.util
+
+    root = config.REPO_ROOT
+    spec = importlib.util.spec_from_file_location("colab_constraints", root / "scripts" / "colab_constraints.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    committed = (root / "constraints-colab.txt").read_text()
+    assert committed == module.colab_constraints((root / "constraints.txt").read_text()), \
+        "constraints-colab.txt is stale: run python scripts/colab_constraints.py"
+    names = {line.split("==")[0].lower() for line in committed.splitlines() if "==" in line}
+    assert not names & {"torch", "jupyterlab", "ipykernel", "ipython", "jupyter_server", "tornado", "pyzmq"}
+    assert {"trl", "transformers", "peft", "accelerate", "datasets", "math-verify"} <= names
+    assert "pip install -q -c constraints-colab.txt -e ." in (root / "README.md").read_text()
+
+
 def test_profiles_are_data_not_branches():
     """What differs between profiles is a field (source, accelerator, sizes), never a test of the profile's name."""
     import dataclasses
@@ -145,3 +189,17 @@ def test_course_storage_moves_what_runs_write_and_nothing_shipped(tmp_path):
                            cwd=config.REPO_ROOT).stdout.split()
     assert lines[:3] == [str(tmp_path / "drive" / name) for name in ("data", "checkpoints", "figures")]
     assert lines[3] == str(config.REPO_ROOT / "data" / "raw" / "instruction_topics.json")
+
+
+def test_config_on_cpu_reads_the_gpu_settings_with_only_the_cpu_switches_changed():
+    from helpers.config import get_profile
+    from helpers.training import compare_profiles, config_on_cpu, grpo_config, sft_config
+
+    gpu = get_profile("gpu")
+    grpo = config_on_cpu(grpo_config, gpu)
+    assert (grpo.use_vllm, grpo.bf16, grpo.use_cpu) == (False, False, True)
+    assert grpo.max_steps == gpu.rl_steps and grpo.max_completion_length == gpu.max_completion_length
+    assert config_on_cpu(sft_config, gpu, max_steps=3).max_steps == 3  # overrides still apply
+    table = compare_profiles(lambda p: {"steps": config_on_cpu(grpo_config, p).max_steps})
+    assert table.index.tolist() == ["cpu", "gpu"]
+    assert table["steps"].tolist() == [get_profile("cpu").rl_steps, gpu.rl_steps]

@@ -1,6 +1,7 @@
 """SFT on TRL: the trainer's loss mask is ours, configs build on every profile, runs resume and log."""
 
 import dataclasses
+import os
 
 import pandas as pd
 import pytest
@@ -19,6 +20,7 @@ from helpers.training import (
     grpo_config,
     last_checkpoint,
     lora_config,
+    prepare_run_dir,
     run_grpo,
     run_sft,
     sft_config,
@@ -130,6 +132,78 @@ def test_last_checkpoint_picks_the_highest_complete_step(tmp_path):
     (tmp_path / "checkpoint-60").mkdir()  # a save cut short: no trainer_state.json
     (tmp_path / "checkpoint-final").mkdir()
     assert last_checkpoint(tmp_path).endswith("checkpoint-40")
+
+
+def finished_run(run_dir, step=3):
+    """A run folder as a finished run leaves it: its last checkpoint, then the COMPLETED marker."""
+    (run_dir / f"checkpoint-{step}").mkdir(parents=True)
+    (run_dir / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (run_dir / COMPLETED_MARKER).write_text(f"{step} steps\n")
+    return run_dir
+
+
+def saved_model(stage_dir, mtime=None):
+    stage_dir.mkdir()
+    (stage_dir / "config.json").write_text("{}")
+    if mtime is not None:
+        os.utime(stage_dir / "config.json", (mtime, mtime))
+
+
+def test_a_finished_run_is_kept_until_its_stage_model_is_saved(tmp_path):
+    run_dir = finished_run(tmp_path / "grpo_run")
+    # a disconnect between training and saving: the finished run is kept, its last checkpoint is what to load
+    assert prepare_run_dir(run_dir).endswith("checkpoint-3")
+    # the stage model saved before this run finished is an older run's: still kept
+    saved_model(tmp_path / "grpo", mtime=(run_dir / COMPLETED_MARKER).stat().st_mtime - 60)
+    assert prepare_run_dir(run_dir).endswith("checkpoint-3")
+    # saved after it finished: a re-run trains afresh
+    os.utime(tmp_path / "grpo" / "config.json")
+    assert prepare_run_dir(run_dir) is None
+    assert not (run_dir / COMPLETED_MARKER).exists()
+
+
+def test_a_finished_run_without_a_checkpoint_or_a_stage_name_trains_afresh(tmp_path):
+    (tmp_path / "sft_run").mkdir()
+    (tmp_path / "sft_run" / COMPLETED_MARKER).write_text("3 steps\n")  # trained with save_strategy="no"
+    assert prepare_run_dir(tmp_path / "sft_run") is None
+    # a folder not named <stage>_run has no stage model to wait for
+    assert prepare_run_dir(finished_run(tmp_path / "scratch")) is None
+
+
+@pytest.mark.slow
+def test_a_rerun_loads_a_finished_runs_weights_until_the_model_is_saved(tokenizer, tmp_path, monkeypatch):
+    from trl import SFTTrainer
+
+    from helpers.models import merge_lora, save_model
+
+    trained = []
+    train = SFTTrainer.train
+    monkeypatch.setattr(SFTTrainer, "train", lambda self, **kw: trained.append(1) or train(self, **kw))
+    dataset = Dataset.from_list([to_prompt_completion(c) for c in CONVERSATIONS * 4])
+    run_dir = tmp_path / "sft_run"
+
+    def run():
+        config = sft_config(get_profile("tiny"), run_dir, disable_tqdm=True, max_steps=1, save_steps=2,
+                            warmup_steps=0, per_device_train_batch_size=4)
+        return run_sft(load_model("tiny"), tokenizer, dataset, config, lora_config(r=4, alpha=8))
+
+    def adapter(trainer):
+        return {k: v.detach().clone() for k, v in trainer.model.named_parameters() if "lora_B" in k}
+
+    first = adapter(run())
+    assert last_checkpoint(run_dir).endswith("checkpoint-1")  # the last step is saved, though not a save step
+    history = (run_dir / HISTORY_FILE).read_text()
+
+    # the notebook disconnected before saving: the re-run loads the trained weights, no training
+    rerun = run()
+    assert len(trained) == 1 and rerun.state.global_step == 1
+    assert all(v.abs().sum() > 0 and v.equal(first[k]) for k, v in adapter(rerun).items())
+    assert (run_dir / HISTORY_FILE).read_text() == history
+
+    # once the model is saved, a re-run trains afresh
+    save_model(merge_lora(rerun.model), tmp_path / "sft", tokenizer)
+    run()
+    assert len(trained) == 2
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))

@@ -34,7 +34,7 @@ from pathlib import Path
 import pandas as pd
 from peft import LoraConfig
 
-from helpers.config import REPO_ROOT, Profile, get_profile
+from helpers.config import Profile, get_profile
 from helpers.evaluation import markdown_table
 from helpers.training import (
     dpo_config,
@@ -228,23 +228,3 @@ def t4_profile() -> Profile:
 def plan_markdown(profile: Profile) -> str:
     """The plan as the README shows it."""
     return markdown_table(memory_plan(profile), float_format="{:.2f}")
-
-
-README_BLOCKS = {"memory-plan-gpu": lambda: plan_markdown(get_profile("gpu")),
-                 "memory-plan-t4": lambda: plan_markdown(t4_profile())}
-
-
-def render_readme(text: str) -> str:
-    """``text`` with each memory-plan block (between ``<!-- name:start -->`` and ``<!-- name:end -->``) rewritten."""
-    for name, render in README_BLOCKS.items():
-        start, end = f"<!-- {name}:start -->\n", f"<!-- {name}:end -->"
-        if start in text and end in text:
-            head, rest = text.split(start, 1)
-            text = head + start + render().strip() + "\n" + end + rest.split(end, 1)[1]
-    return text
-
-
-if __name__ == "__main__":
-    readme = REPO_ROOT / "README.md"
-    readme.write_text(render_readme(readme.read_text(encoding="utf-8")), encoding="utf-8")
-    print(f"rewrote the memory-plan blocks of {readme.name}")

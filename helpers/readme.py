@@ -1,8 +1,10 @@
-"""The README's results, rendered from the committed result files so that they cannot go stale.
+"""The README's tables, rendered so that they cannot go stale: results from the committed result files, plans from
+the functions that compute them.
 
 Each table sits in the README between ``<!-- name:start -->`` and ``<!-- name:end -->``.
-``python -m helpers.readme`` rewrites every block from ``data/processed/cpu/``; a test checks that the
-README equals what the files give.
+``python -m helpers.readme`` rewrites every block (results from ``data/processed/cpu/``; the ``gpu`` profile's
+memory and time plans from ``helpers.memory`` and ``helpers.time_plan``); a test checks that the README equals
+what they give.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.config import REPO_ROOT
+from helpers import memory, time_plan
+from helpers.config import REPO_ROOT, get_profile
 from helpers.evaluation import describe_change, markdown_table, stage_results_markdown
 
 RESULTS_DIR = REPO_ROOT / "data" / "processed" / "cpu"  # the committed result files, in the repository
@@ -42,8 +45,18 @@ BLOCKS = {
 }
 
 
+# Computed, not measured: the plans of the gpu course (no GPU was lent while the course was built)
+PLANS = {
+    "memory-plan-gpu": lambda: memory.plan_markdown(get_profile("gpu")),
+    "memory-plan-t4": lambda: memory.plan_markdown(get_profile("t4")),
+    "time-plan-gpu": lambda: time_plan.plan_markdown(get_profile("gpu")),
+}
+
+
 def block(name: str, results_dir: Path = RESULTS_DIR) -> str:
     """The Markdown of one README block, or a line saying the file is not committed yet."""
+    if name in PLANS:
+        return PLANS[name]().strip()
     file_name, render = BLOCKS[name]
     path = results_dir / file_name
     return render(path).strip() if path.exists() else f"(no `{file_name}` committed yet)"
@@ -51,7 +64,7 @@ def block(name: str, results_dir: Path = RESULTS_DIR) -> str:
 
 def render_readme(text: str, results_dir: Path = RESULTS_DIR) -> str:
     """``text`` with every block that it contains replaced by ``block(name)``."""
-    for name in BLOCKS:
+    for name in [*BLOCKS, *PLANS]:
         start, end = f"<!-- {name}:start -->\n", f"<!-- {name}:end -->"
         if start in text and end in text:
             head, rest = text.split(start, 1)
@@ -61,4 +74,4 @@ def render_readme(text: str, results_dir: Path = RESULTS_DIR) -> str:
 
 if __name__ == "__main__":
     README.write_text(render_readme(README.read_text(encoding="utf-8")), encoding="utf-8")
-    print(f"rewrote the result blocks of {README.name}")
+    print(f"rewrote the result and plan blocks of {README.name}")

@@ -14,7 +14,6 @@ from helpers.memory import (
     kv_cache_bytes,
     lora_parameters,
     memory_plan,
-    render_readme,
     t4_profile,
 )
 from helpers.training import grpo_config, lora_config
@@ -124,7 +123,9 @@ def test_readme_memory_plan_blocks_are_the_functions_output():
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     for name in ("memory-plan-gpu", "memory-plan-t4"):
         assert f"<!-- {name}:start -->" in readme and f"<!-- {name}:end -->" in readme
-    assert render_readme(readme) == readme, "run `python -m helpers.memory` to rewrite the README's memory plan"
+    from helpers.readme import render_readme
+
+    assert render_readme(readme) == readme, "run `python -m helpers.readme` to rewrite the README's memory plan"
 
 
 def test_the_lm_head_tile_is_trls():

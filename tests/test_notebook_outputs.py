@@ -55,6 +55,19 @@ def test_each_notebook_opens_with_its_title(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_cells_ran_once_each_top_to_bottom(path):
+    """Execution counts 1, 2, 3, ...: the committed outputs come from one run in order, no cell re-run or skipped."""
+    counts = [cell.get("execution_count") for cell in json.loads(path.read_text())["cells"] if cell["cell_type"] == "code"]
+    assert counts == list(range(1, len(counts) + 1)), counts
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_each_chapter_says_what_to_run_on_colab(path):
+    first = "".join(json.loads(path.read_text())["cells"][0]["source"])
+    assert "On Colab" in first and "COURSE_STORAGE" in first and "constraints-colab.txt" in first
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_each_notebook_is_under_250_kb(path):
     # the embedded figures are palette PNGs (course_runner.compact_images); full-colour copies are under figures/
     assert path.stat().st_size < 250_000, f"{path.stat().st_size:,} bytes"

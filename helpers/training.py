@@ -279,24 +279,25 @@ def reward_model_lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05
                       task_type="SEQ_CLS", modules_to_save=["score"])
 
 
+def pair_training_kwargs(profile: Profile, output_dir: str | Path, steps: int, pairs_per_step: int,
+                         learning_rate: float) -> dict:
+    """What the two trainers on (chosen, rejected) pairs share, the reward model's and DPO's: ``steps`` steps of
+    ``pairs_per_step`` pairs, a cosine schedule after a 10% warm-up, sequences up to ``max_seq_length``."""
+    return dict(max_steps=steps, per_device_train_batch_size=pairs_per_step,
+                per_device_eval_batch_size=profile.eval_batch_size, learning_rate=learning_rate,
+                lr_scheduler_type="cosine", warmup_steps=0.1, max_length=profile.max_seq_length,
+                **run_kwargs(profile, output_dir, save_steps=steps // 4))
+
+
 def reward_config(profile: Profile, output_dir: str | Path, **overrides) -> RewardConfig:
     """TRL's RewardTrainer from the profile: Bradley-Terry loss on (chosen, rejected) pairs.
 
     ``reward_model_batch_size`` counts pairs (each step scores twice as many sequences); pairs longer than
     ``max_seq_length`` are dropped by TRL, not truncated.
     """
-    kwargs = dict(
-        max_steps=profile.reward_model_steps,
-        per_device_train_batch_size=profile.reward_model_batch_size,
-        per_device_eval_batch_size=profile.eval_batch_size,
-        learning_rate=profile.reward_model_learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=0.1,
-        max_length=profile.max_seq_length,
-        **run_kwargs(profile, output_dir, save_steps=profile.reward_model_steps // 4),
-    )
-    kwargs.update(overrides)
-    return RewardConfig(**kwargs)
+    kwargs = pair_training_kwargs(profile, output_dir, profile.reward_model_steps, profile.reward_model_batch_size,
+                                  profile.reward_model_learning_rate)
+    return RewardConfig(**{**kwargs, **overrides})
 
 
 def run_reward_model(model, tokenizer, train_dataset, config: RewardConfig,
@@ -341,18 +342,9 @@ def dpo_config(profile: Profile, output_dir: str | Path, **overrides) -> DPOConf
     Kept from TRL 1.16: ``beta=0.1`` and ``loss_type=["sigmoid"]`` (the loss of the DPO paper). With a
     PEFT adapter the reference model is the same network with the adapter switched off.
     """
-    kwargs = dict(
-        max_steps=profile.dpo_steps,
-        per_device_train_batch_size=profile.dpo_batch_size,
-        per_device_eval_batch_size=profile.eval_batch_size,
-        learning_rate=profile.dpo_learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=0.1,
-        max_length=profile.max_seq_length,
-        **run_kwargs(profile, output_dir, save_steps=profile.dpo_steps // 4),
-    )
-    kwargs.update(overrides)
-    return DPOConfig(**kwargs)
+    kwargs = pair_training_kwargs(profile, output_dir, profile.dpo_steps, profile.dpo_batch_size,
+                                  profile.dpo_learning_rate)
+    return DPOConfig(**{**kwargs, **overrides})
 
 
 def run_dpo(model, tokenizer, train_dataset, config: DPOConfig, peft_config: LoraConfig | None = None,

@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 export COURSE_PROFILE=tiny
 .venv/bin/ruff check helpers tests scripts
-exec .venv/bin/python -m pytest tests/ notebooks/ -m "slow or not slow" --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg "$@"
+exec .venv/bin/python -m pytest tests/ notebooks/ -m "slow or not slow" --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg --durations=25 "$@"

@@ -114,7 +114,9 @@ def release_engine() -> None:
 
 
 def on_cuda(model) -> bool:
-    return next(model.parameters()).device.type == "cuda"
+    parameters = getattr(model, "parameters", None)
+    first = next(iter(parameters()), None) if parameters is not None else None
+    return first is not None and first.device.type == "cuda"
 
 
 def vllm_importable() -> bool:

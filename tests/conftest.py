@@ -1,4 +1,5 @@
-"""Shared test set-up: no network, one thread, the tiny profile, and nothing written into the repository's data/."""
+"""Shared test set-up: no network, one thread, the tiny profile, nothing written into the repository's data/, and no
+dataset fingerprints."""
 
 from __future__ import annotations
 
@@ -36,5 +37,18 @@ def data_outside_the_repository(tmp_path_factory):
 
     patch = pytest.MonkeyPatch()
     patch.setattr(config, "DATA_DIR", tmp_path_factory.mktemp("data"))
+    yield
+    patch.undo()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_dataset_fingerprints():
+    """A dataset fingerprint hashes every argument of a ``map``, and TRL's trainers pass the tokenizer: 151,665
+    tokens, about 5 s to hash, four maps per trainer. A test's datasets are built once and never read back from
+    the cache, so a random fingerprint serves as well (the notebooks keep the real ones)."""
+    import datasets
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(datasets.arrow_dataset, "update_fingerprint", lambda *args: datasets.fingerprint.generate_random_fingerprint())
     yield
     patch.undo()

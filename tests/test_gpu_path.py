@@ -16,7 +16,6 @@ import os
 import random
 import runpy
 
-import datasets
 import pytest
 import torch
 from datasets import Dataset
@@ -88,16 +87,6 @@ def every_core():
     torch.set_num_threads(min(4, os.cpu_count() or 1))
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def no_dataset_fingerprints():
-    """A dataset fingerprint hashes the 151,665-token tokenizer of every ``map`` (seconds each, four maps per trainer);
-    these one-off datasets are never cached, so a random fingerprint serves as well."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(datasets.arrow_dataset, "update_fingerprint",
-                      lambda *args: datasets.fingerprint.generate_random_fingerprint())
-        yield
 
 
 @pytest.fixture(scope="module")

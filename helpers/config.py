@@ -318,6 +318,15 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     return bool(flags & {"amx_bf16", "avx512_bf16"})
 
 
+def cpu_bf16_enabled() -> bool:
+    """Whether the course uses bf16 on this CPU: it is native (``cpu_has_native_bf16``) and ``COURSE_CPU_BF16=0``
+    does not switch it off (to measure float32 beside it, or to reproduce numbers made on a CPU without it).
+
+    Where it is on, training runs under bf16 autocast over float32 weights and sampling uses a bf16 copy of the
+    model (``helpers.generation.sampler``); ``scripts/grpo_step_cost.py`` measures both ways."""
+    return os.environ.get("COURSE_CPU_BF16", "1").strip() != "0" and cpu_has_native_bf16()
+
+
 def seed_everything(seed: int = DEFAULT_SEED) -> None:
     """Seed Python, NumPy and torch so that the same profile gives the same numbers twice."""
     random.seed(seed)

@@ -10,16 +10,18 @@ notebook (or the leaderboard) evaluates it again, and an interrupted greedy eval
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from helpers.config import DEFAULT_SEED, seed_everything
+from helpers.config import DEFAULT_SEED, cpu_bf16_enabled, seed_everything
 from helpers.jsonl import append_jsonl, read_jsonl
 
 
@@ -47,6 +49,33 @@ def decoding_kwargs(do_sample: bool, temperature: float = 1.0, top_p: float = 1.
     return {"do_sample": False, "repetition_penalty": 1.0}
 
 
+def samples_in_bf16(model) -> bool:
+    """Whether ``sampler`` hands out a bf16 copy of ``model``: float32 weights on a CPU with native bf16
+    (``helpers.config.cpu_bf16_enabled``). Decoding reads every weight for every token; in bf16 it reads half the
+    bytes and the CPU's bf16 dot products do the arithmetic (about twice as fast on a 2-core AVX512-BF16 machine:
+    ``scripts/grpo_step_cost.py``). Elsewhere, emulated bf16 would be slower than float32."""
+    weight = next(model.parameters(), None)
+    return (weight is not None and weight.device.type == "cpu" and weight.dtype == torch.float32
+            and cpu_bf16_enabled())
+
+
+@contextmanager
+def sampler(model) -> Iterator:
+    """The model to sample from: ``model`` itself, or, where ``samples_in_bf16``, a bf16 copy with any LoRA adapter
+    merged in. Training keeps the float32 weights: merged into bf16 (an 8-bit mantissa), an update of a part in a
+    thousand would be rounded away. TRL's vLLM mode does the same on a GPU: a bf16 engine given the policy's
+    current weights before it samples."""
+    if not samples_in_bf16(model):
+        yield model
+        return
+    with torch.no_grad():
+        bf16_copy = copy.deepcopy(model)
+        if hasattr(bf16_copy, "merge_and_unload"):  # a PEFT model: one plain network, as generation needs
+            bf16_copy = bf16_copy.merge_and_unload()
+        bf16_copy = bf16_copy.to(torch.bfloat16).eval()
+    yield bf16_copy
+
+
 @torch.inference_mode()
 def generate(model, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]], max_new_tokens: int = 128,
              batch_size: int = 16, do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
@@ -68,29 +97,30 @@ def generate(model, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]
     previous_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     completions: list[str] = []
-    try:
-        batches = range(0, len(texts), batch_size)
-        # leave=False: a finished bar clears itself (course_runner drops the blank block it leaves), so a loop over
-        # models does not print one finished bar per model
-        for start in tqdm(batches, desc="generating", disable=not progress, leave=False):
-            batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(device)
-            sampling = decoding_kwargs(do_sample, temperature, top_p)
-            inputs, copies = dict(batch), num_return_sequences
-            if num_return_sequences > 1 and batch["input_ids"].shape[1] > 1:
-                inputs, copies = _read_prompts_once(model, batch, num_return_sequences), 1
-            output = model.generate(
-                **inputs,
-                max_new_tokens=max_new_tokens,
-                num_return_sequences=copies,
-                eos_token_id=end_of_turn_ids(tokenizer),
-                pad_token_id=tokenizer.pad_token_id,
-                **sampling,
-            )
-            new_tokens = output[:, batch["input_ids"].shape[1]:]
-            completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = previous_side
+    with sampler(model) as decoder:
+        try:
+            batches = range(0, len(texts), batch_size)
+            # leave=False: a finished bar clears itself (course_runner drops the blank block it leaves), so a loop over
+            # models does not print one finished bar per model
+            for start in tqdm(batches, desc="generating", disable=not progress, leave=False):
+                batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
+                                  add_special_tokens=False).to(device)
+                sampling = decoding_kwargs(do_sample, temperature, top_p)
+                inputs, copies = dict(batch), num_return_sequences
+                if num_return_sequences > 1 and batch["input_ids"].shape[1] > 1:
+                    inputs, copies = _read_prompts_once(decoder, batch, num_return_sequences), 1
+                output = decoder.generate(
+                    **inputs,
+                    max_new_tokens=max_new_tokens,
+                    num_return_sequences=copies,
+                    eos_token_id=end_of_turn_ids(tokenizer),
+                    pad_token_id=tokenizer.pad_token_id,
+                    **sampling,
+                )
+                new_tokens = output[:, batch["input_ids"].shape[1]:]
+                completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        finally:
+            tokenizer.padding_side = previous_side
     return completions
 
 
@@ -124,11 +154,13 @@ def weights_fingerprint(model) -> str:
 
 
 def cache_fingerprint(model) -> str:
-    """The cache's name for a model's completions: its weights, and the decoder when it is vLLM (its samples, and
-    in near-ties its greedy tokens, differ from ``model.generate``'s, so the two never answer for each other)."""
+    """The cache's name for a model's completions: its weights, and the decoder when it is vLLM or a bf16 copy (their
+    samples, and in near-ties their greedy tokens, differ from float32 ``model.generate``'s, so they never answer
+    for each other)."""
     from helpers import vllm_sampling  # imported here: it builds on this module
 
-    return weights_fingerprint(model) + ("-vllm" if vllm_sampling.wanted(model) else "")
+    decoder = "-vllm" if vllm_sampling.wanted(model) else "-bf16" if samples_in_bf16(model) else ""
+    return weights_fingerprint(model) + decoder
 
 
 class GenerationCache:

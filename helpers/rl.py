@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from helpers.generation import decoding_kwargs, end_of_turn_ids
+from helpers.generation import decoding_kwargs, end_of_turn_ids, sampler
 
 # TRL adds this to the standard deviation before dividing, so a group whose completions all got
 # the same reward (std 0) gets advantage 0 instead of 0/0.
@@ -273,8 +273,10 @@ def sample_group(model, tokenizer, prompt: list[dict], group_size: int, max_new_
     text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
     encoded = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(next(model.parameters()).device)
     stop_ids = end_of_turn_ids(tokenizer)
-    output = model.generate(**encoded, **decoding_kwargs(True, temperature), max_new_tokens=max_new_tokens,
-                            num_return_sequences=group_size, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id)
+    with sampler(model) as decoder:  # a bf16 copy on a CPU with native bf16; the loss uses ``model`` itself
+        output = decoder.generate(**encoded, **decoding_kwargs(True, temperature), max_new_tokens=max_new_tokens,
+                                  num_return_sequences=group_size, eos_token_id=stop_ids,
+                                  pad_token_id=tokenizer.pad_token_id)
     prompt_length = encoded["input_ids"].shape[1]
     completion = output[:, prompt_length:]
     # Keep tokens up to and including the first end-of-turn token; generate pads the rest.

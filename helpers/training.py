@@ -21,7 +21,8 @@ from transformers.utils.notebook import NotebookProgressCallback, NotebookTraini
 from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 from helpers import vllm_sampling
-from helpers.config import Profile, cpu_has_native_bf16, get_profile
+from helpers.config import Profile, cpu_bf16_enabled, get_profile
+from helpers.generation import sampler, samples_in_bf16
 from helpers.models import holds_model
 
 # transformers deprecated `is_gradient_checkpointing`, which PEFT reads when it wraps a model and TRL when it
@@ -49,13 +50,14 @@ def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05, target: str
 
 def hardware_kwargs(profile: Profile) -> dict:
     """TRL defaults to bf16 and gradient checkpointing; both are set per device. bf16 autocast on a CPU only
-    where it is native (AMX or AVX512-BF16, detected at run time): emulated bf16 is slower than float32. A GPU
+    where it is native (AMX or AVX512-BF16, detected at run time; ``config.cpu_bf16_enabled``): emulated bf16 is
+    slower than float32. A GPU
     without native bf16 (a T4) trains in fp16 autocast instead.
     ``scripts/grpo_step_cost.py`` measures both ways."""
     on_gpu = profile.uses_cuda
     gpu_bf16 = on_gpu and torch.cuda.is_bf16_supported(including_emulation=False)
     return {
-        "bf16": gpu_bf16 or (not torch.cuda.is_available() and cpu_has_native_bf16()),
+        "bf16": gpu_bf16 or (not torch.cuda.is_available() and cpu_bf16_enabled()),
         "fp16": on_gpu and not gpu_bf16,  # a T4: fp16 autocast (the t4 profile's fp32 weights take its loss scaling)
         "use_cpu": not torch.cuda.is_available(),
         "activation_checkpointing": on_gpu,
@@ -249,12 +251,33 @@ def grpo_config(profile: Profile, output_dir: str | Path, **overrides) -> GRPOCo
     return GRPOConfig(**kwargs)
 
 
+class SamplesInBf16:
+    """For TRL's GRPO and RLOO trainers: sample each step's completions from ``generation.sampler``'s bf16 copy of
+    the current policy where the CPU has native bf16. TRL's ``model.generate`` path samples from the float32
+    training weights (its bf16 autocast covers only the loss), and sampling is half of a step on a CPU."""
+
+    def _generate_single_turn(self, *args, **kwargs):
+        policy = self.accelerator.unwrap_model(self.model_wrapped)  # what TRL's generation unwraps and calls
+        if not samples_in_bf16(policy):
+            return super()._generate_single_turn(*args, **kwargs)
+        with sampler(policy) as decoder:
+            policy.generate = decoder.generate  # an instance attribute shadows the method for this call only
+            try:
+                return super()._generate_single_turn(*args, **kwargs)
+            finally:
+                del policy.generate
+
+
+class CourseGRPOTrainer(SamplesInBf16, GRPOTrainer):
+    """TRL's GRPOTrainer, sampling as ``SamplesInBf16`` says."""
+
+
 def run_grpo(model, tokenizer, train_dataset, reward_funcs: list, config: GRPOConfig,
              peft_config: LoraConfig | None = None, callbacks: list | None = None) -> GRPOTrainer:
     """Train with TRL's GRPOTrainer (history CSV per step, resume as ``run_sft``)."""
     resume_from = prepare_run_dir(config.output_dir)
-    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=config, train_dataset=train_dataset,
-                          processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+    trainer = CourseGRPOTrainer(model=model, reward_funcs=reward_funcs, args=config, train_dataset=train_dataset,
+                                processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
     return train_with_history(trainer, resume_from)
 
 
@@ -313,6 +336,10 @@ def run_reward_model(model, tokenizer, train_dataset, config: RewardConfig,
     return train_with_history(trainer, resume_from)
 
 
+class CourseRLOOTrainer(SamplesInBf16, RLOOTrainer):
+    """TRL's RLOOTrainer, sampling as ``SamplesInBf16`` says."""
+
+
 def rloo_config(profile: Profile, output_dir: str | Path, **overrides) -> RLOOConfig:
     """RLOO with GRPO's per-step budget: ``num_generations`` completions for each of ``rl_prompts_per_step``
     prompts, ``max_completion_length`` tokens, ``rl_temperature``; ``rloo_steps`` steps at ``rloo_learning_rate``.
@@ -331,8 +358,8 @@ def run_rloo(model, tokenizer, train_dataset, reward_funcs: list, config: RLOOCo
     """Train with TRL's RLOOTrainer (history CSV per step, resume as ``run_sft``). ``reward_funcs`` may mix
     rule-based functions and learned ones (``helpers.preferences.RewardModelReward``)."""
     resume_from = prepare_run_dir(config.output_dir)
-    trainer = RLOOTrainer(model=model, reward_funcs=reward_funcs, args=config, train_dataset=train_dataset,
-                          processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+    trainer = CourseRLOOTrainer(model=model, reward_funcs=reward_funcs, args=config, train_dataset=train_dataset,
+                                processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
     return train_with_history(trainer, resume_from)
 
 

@@ -203,3 +203,16 @@ def test_config_on_cpu_reads_the_gpu_settings_with_only_the_cpu_switches_changed
     table = compare_profiles(lambda p: {"steps": config_on_cpu(grpo_config, p).max_steps})
     assert table.index.tolist() == ["cpu", "gpu"]
     assert table["steps"].tolist() == [get_profile("cpu").rl_steps, gpu.rl_steps]
+
+
+@pytest.mark.parametrize("native, switch, expected", [(True, None, True), (True, "0", False), (True, "1", True),
+                                                      (False, None, False), (False, "1", False)])
+def test_cpu_bf16_is_used_only_where_native_and_not_switched_off(native, switch, expected, monkeypatch):
+    import helpers.config as config
+
+    monkeypatch.setattr(config, "cpu_has_native_bf16", lambda cpuinfo=None: native)
+    if switch is None:
+        monkeypatch.delenv("COURSE_CPU_BF16", raising=False)
+    else:
+        monkeypatch.setenv("COURSE_CPU_BF16", switch)
+    assert config.cpu_bf16_enabled() is expected

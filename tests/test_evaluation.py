@@ -420,3 +420,30 @@ def test_evaluate_model_asks_instruction_rows_without_the_r1_system_prompt_and_c
     assert scored["correct"].tolist() == [True, False, True]
     assert [p[0]["role"] for p in asked] == ["user", "user", "system"]
     assert asked[2][0]["content"] == R1_SYSTEM_PROMPT
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_sampler_hands_out_a_merged_bf16_copy_only_where_bf16_is_native(bf16, monkeypatch):
+    """Where the CPU has native bf16, sampling uses a bf16 copy with the LoRA adapter merged in; the float32 model
+    that training updates is left as it was, and the generation cache keeps the two decoders' completions apart."""
+    import helpers.generation as generation
+    from helpers.training import lora_config
+
+    monkeypatch.setattr(generation, "cpu_bf16_enabled", lambda: bf16)
+    from peft import get_peft_model
+
+    policy = get_peft_model(load_model("tiny"), lora_config(r=4, alpha=8))
+    fingerprint = generation.cache_fingerprint(policy)
+    assert fingerprint.endswith("-bf16") is bf16
+    with generation.sampler(policy) as decoder:
+        if not bf16:
+            assert decoder is policy
+        else:
+            assert decoder is not policy
+            assert {p.dtype for p in decoder.parameters()} == {torch.bfloat16}
+            assert not any("lora" in name for name, _ in decoder.named_parameters())  # merged: a plain network
+    assert {p.dtype for p in policy.parameters()} == {torch.float32}
+    assert any("lora" in name for name, _ in policy.named_parameters())
+    texts = generation.generate(policy, load_tokenizer("tiny"), [[{"role": "user", "content": "1+1?"}]],
+                                max_new_tokens=4, progress=False)
+    assert len(texts) == 1 and isinstance(texts[0], str)

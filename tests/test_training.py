@@ -309,3 +309,30 @@ def test_the_bar_replaces_the_notebook_callback_only():
     in_terminal = _TrainerCallbacks([ProgressCallback()])
     show_bar_without_log_table(in_terminal)
     assert [type(cb) for cb in in_terminal.callbacks] == [ProgressCallback]
+
+
+@pytest.mark.slow
+def test_grpo_samples_from_the_bf16_copy_where_bf16_is_native(tokenizer, tmp_path, monkeypatch):
+    """The trainer's own sampling goes through ``generation.sampler`` (a bf16 copy of the current policy on a CPU
+    with native bf16), once per step, and the policy's ``generate`` is its own again afterwards."""
+    import helpers.generation as generation
+    import helpers.training as training
+    from helpers.chat import task_prompt
+    from helpers.rewards import math_accuracy_reward
+
+    monkeypatch.setattr(generation, "cpu_bf16_enabled", lambda: True)
+    copies = []
+    real_sampler = generation.sampler
+
+    def counting_sampler(model):
+        copies.append(model)
+        return real_sampler(model)
+
+    monkeypatch.setattr(training, "sampler", counting_sampler)
+    rows = [{"prompt": task_prompt({"prompt": f"What is {a} + 1?"}), "answer": str(a + 1)} for a in range(4)]
+    config = grpo_config(get_profile("tiny"), tmp_path / "grpo", max_steps=2, bf16=False, disable_tqdm=True)
+    trainer = run_grpo(load_model("tiny"), tokenizer, Dataset.from_list(rows), [math_accuracy_reward], config,
+                       peft_config=lora_config(r=4, alpha=8))
+    assert trainer.state.global_step == 2
+    assert len(copies) == 2 and all(policy is trainer.model for policy in copies)
+    assert "generate" not in vars(trainer.model)  # the instance attribute set for sampling is gone

@@ -86,6 +86,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 STAGE_RESULT_COLUMNS = ["stage", "task", "metric", "n", "before", "after", "fixed", "broken", "ci_low", "ci_high",
                         "minutes"]
 STAGE_RESULTS_FILE = "stage_results.csv"
+STAGE_ORDER = ["sft", "grpo", "rloo", "dpo", "rs_sft", "distilled"]  # the course's order: the table reads top down
 
 
 def bootstrap_interval(scores, n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
@@ -162,6 +163,9 @@ def save_stage_result(profile, stage: str, task: str, metric: str, comparison: d
     row = {"stage": stage, "task": task, "metric": metric, **{k: comparison[k] for k in STAGE_RESULT_COLUMNS[3:10]},
            "minutes": None if minutes is None else round(minutes, 1)}
     table = pd.concat([table[keep], pd.DataFrame([row])], ignore_index=True)[STAGE_RESULT_COLUMNS]
+    rank = table["stage"].map({name: i for i, name in enumerate(STAGE_ORDER)}).fillna(len(STAGE_ORDER))
+    table = table.assign(_rank=rank).sort_values(["_rank", "task", "metric"], kind="stable").drop(columns="_rank")
+    table = table.reset_index(drop=True)
     table.to_csv(path, index=False)
     return table
 

@@ -254,7 +254,9 @@ def grpo_config(profile: Profile, output_dir: str | Path, **overrides) -> GRPOCo
 class SamplesInBf16:
     """For TRL's GRPO and RLOO trainers: sample each step's completions from ``generation.sampler``'s bf16 copy of
     the current policy where the CPU has native bf16. TRL's ``model.generate`` path samples from the float32
-    training weights (its bf16 autocast covers only the loss), and sampling is half of a step on a CPU."""
+    training weights (its bf16 autocast covers only the loss), and sampling is half of a step on a CPU. No
+    importance-sampling correction: the copy differs from the policy by bf16 rounding alone (TRL corrects vLLM's
+    samples, whose kernels differ more)."""
 
     def _generate_single_turn(self, *args, **kwargs):
         policy = self.accelerator.unwrap_model(self.model_wrapped)  # what TRL's generation unwraps and calls

@@ -5,14 +5,17 @@
 
 Each setting runs a few steps of TRL's GRPOTrainer from the same start model on the same prompts; the first
 step is a warm-up and is not counted. CPU-seconds are the process's CPU time (all threads), so the number
-does not depend on how many cores there are. bf16 autocast is measured too, and labelled with whether this
-CPU has native bf16 (``helpers.config.cpu_has_native_bf16``): without AMX or AVX512-BF16 it is emulated.
+does not depend on how many cores there are. bf16 is measured too (autocast for the loss, a bf16 copy of the
+policy for sampling: what the course does where ``helpers.config.cpu_bf16_enabled``), and labelled with whether
+this CPU has native bf16: without AMX or AVX512-BF16 it is emulated. The float32 rows switch bf16 off with
+``COURSE_CPU_BF16=0``, so both ways are measured on the same machine in one run.
 Writes ``data/processed/<profile>/grpo_step_cost.csv``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import pandas as pd
@@ -44,7 +47,7 @@ SETTINGS = {
     # name: (prompts per step, completions per prompt, max completion tokens, LoRA target, bf16)
     "before: 2 x 8, 96 tokens, attention LoRA, fp32": (2, 8, 96, "attention", False),
     "after: 4 x 4, 64 tokens, all-linear LoRA, fp32": (4, 4, 64, "all-linear", False),
-    "after, bf16 autocast": (4, 4, 64, "all-linear", True),
+    "after, bf16 (autocast loss, bf16 sampling copy)": (4, 4, 64, "all-linear", True),
 }
 EMULATED_BF16_STEPS = 2  # without native bf16 a step takes minutes: one warm-up step and one timed step
 
@@ -66,6 +69,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     results = []
     for name, (prompts, generations, max_tokens, target, bf16) in SETTINGS.items():
+        os.environ["COURSE_CPU_BF16"] = "1" if bf16 else "0"  # the sampling copy follows the same switch
         seed_everything()
         steps = EMULATED_BF16_STEPS if bf16 and not native else args.steps
         config = grpo_config(profile, profile.checkpoint_dir / "step_cost_run", max_steps=steps,

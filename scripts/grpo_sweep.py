@@ -24,6 +24,7 @@ from helpers.chat import task_prompt
 from helpers.config import get_profile, seed_everything
 from helpers.data import load_task
 from helpers.evaluation import math_scores, paired_comparison, pass_rate_filter
+from helpers.generation import weights_fingerprint
 from helpers.models import load_model, load_tokenizer, merge_lora
 from helpers.rewards import format_reward, math_accuracy_reward
 from helpers.training import grpo_config, lora_config, run_grpo
@@ -59,8 +60,9 @@ def main() -> None:
     tokenizer = load_tokenizer(str(sft_dir))
     model = load_model(str(sft_dir))
     validation = list(load_task("math", profile, split="validation"))
+    # which SFT model the row starts from: rows made from another notebook-3 run are not comparable with it
     record = {"name": args.name, **{k: v for k, v in vars(args).items() if k not in ("name", "profile")},
-              "validation_problems": len(validation)}
+              "start_model": f"sft {weights_fingerprint(model)[:8]}", "validation_problems": len(validation)}
     t0 = time.perf_counter()
 
     candidates = list(load_task("math", profile, split="train").select(range(args.candidates)))
@@ -74,7 +76,6 @@ def main() -> None:
     before = math_scores(model, tokenizer, validation, profile)
 
     if args.trained:
-        record["trained_by"] = args.trained
         after = math_scores(load_model(args.trained), tokenizer, validation, profile)
     else:
         dataset = Dataset.from_list([{"prompt": task_prompt(row), "answer": row["answer"]} for row in chosen])
@@ -104,7 +105,7 @@ def main() -> None:
     path = profile.data_dir("processed") / "grpo_sweep.csv"
     table = pd.read_csv(path) if path.exists() else pd.DataFrame()
     if len(table):
-        table = table[table["name"] != args.name]
+        table = table[table["name"] != args.name].drop(columns=["trained_by"], errors="ignore")  # = trained
     pd.concat([table, pd.DataFrame([record])], ignore_index=True).to_csv(path, index=False)
 
 

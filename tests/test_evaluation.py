@@ -259,6 +259,9 @@ def test_save_stage_result_replaces_its_own_row(tmp_path, monkeypatch):
     assert (greedy["broken"], greedy["minutes"]) == (1, 2.0)
     assert list(table.columns) == ["stage", "task", "metric", "n", "before", "after", "fixed", "broken", "ci_low",
                                    "ci_high", "minutes"]
+    table = save_stage_result(profile, "sft", "math", "greedy", first, 1.0)  # written last, listed first
+    assert list(table["stage"]) == ["sft", "grpo", "grpo"]
+    assert list(table["metric"]) == ["greedy", "greedy", "sampled"]
 
 
 @pytest.mark.parametrize("name", ["stage-results", "leaderboard", "grpo-step-cost", "grpo-sweep"])

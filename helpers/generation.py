@@ -54,6 +54,8 @@ def samples_in_bf16(model) -> bool:
     (``helpers.config.cpu_bf16_enabled``). Decoding reads every weight for every token; in bf16 it reads half the
     bytes and the CPU's bf16 dot products do the arithmetic (about twice as fast on a 2-core AVX512-BF16 machine:
     ``scripts/grpo_step_cost.py``). Elsewhere, emulated bf16 would be slower than float32."""
+    if not hasattr(model, "parameters"):  # a stand-in (tests) or an engine: nothing to copy
+        return False
     weight = next(model.parameters(), None)
     return (weight is not None and weight.device.type == "cpu" and weight.dtype == torch.float32
             and cpu_bf16_enabled())

@@ -222,6 +222,9 @@ def train_with_history(trainer, resume_from: str | None):
     if getattr(trainer.args, "use_vllm", False):
         vllm_sampling.release_engine()  # the trainer starts its own vLLM: the course's sampler gives its memory back
     trainer.train(resume_from_checkpoint=resume_from)
+    # bf16 autocast was for training: accelerate wrapped the model's forward in it (on a GPU, or a CPU with native
+    # bf16). Unwrapped in place, the trained model computes in its own dtype again, as the saved model will.
+    trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     if trainer.is_world_process_zero():  # one writer when several processes train together
         save_history(trainer.state.log_history, output_dir / HISTORY_FILE)
         (output_dir / COMPLETED_MARKER).write_text(f"{trainer.state.global_step} steps\n")

@@ -44,7 +44,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 from helpers.chat import task_prompt
-from helpers.config import Profile, get_profile, seed_everything
+from helpers.config import Profile, cpu_bf16_enabled, get_profile, seed_everything
 from helpers.data import load_task
 from helpers.generation import decoding_kwargs, end_of_turn_ids
 from helpers.models import build_random_checkpoint, load_model, load_tokenizer
@@ -261,7 +261,9 @@ def stages(bench: Bench, run_dir: Path, smoke: bool) -> list[tuple]:
     smoke), then generation."""
     steps = bench.warmup + bench.counted
     common = dict(max_steps=steps, logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True)
-    cpu = {} if bench.cuda else dict(use_cpu=True, bf16=False)  # TRL defaults to bf16, emulated on most CPUs
+    # TRL defaults to bf16; on a CPU the course's choice (native bf16 only), as the course settings' trainers got it:
+    # accelerate keeps one mixed precision per process
+    cpu = {} if bench.cuda else dict(use_cpu=True, bf16=cpu_bf16_enabled())
     shrink = SMOKE_TRL_SIZES if smoke else {"sft": {}, "grpo": {}}
     profile = bench.profile
     jobs = [

@@ -336,3 +336,25 @@ def test_grpo_samples_from_the_bf16_copy_where_bf16_is_native(tokenizer, tmp_pat
     assert trainer.state.global_step == 2
     assert len(copies) == 2 and all(policy is trainer.model for policy in copies)
     assert "generate" not in vars(trainer.model)  # the instance attribute set for sampling is gone
+
+
+@pytest.mark.slow
+def test_a_model_trained_under_bf16_autocast_computes_in_float32_afterwards(tokenizer, tmp_path):
+    """accelerate wraps the model's forward in bf16 autocast for training; after training the course unwraps it, so
+    the adapter model scores what its merged, saved copy will score (notebook 6's reward model, notebook 3's check)."""
+    import copy
+
+    import torch
+
+    from helpers.models import merge_lora
+
+    dataset = Dataset.from_list([to_prompt_completion(c) for c in CONVERSATIONS * 4])
+    config = sft_config(get_profile("tiny"), tmp_path / "sft", disable_tqdm=True, max_steps=1, bf16=True,
+                        per_device_train_batch_size=4)
+    trainer = run_sft(load_model("tiny"), tokenizer, dataset, config, lora_config(r=4, alpha=8))
+    assert "_original_forward" not in vars(trainer.model)  # what accelerate keeps while the wrapper is on
+    trainer.model.eval()
+    ids = tokenizer("What is 12 - 5?", return_tensors="pt")
+    with torch.no_grad():
+        gap = (trainer.model(**ids).logits - merge_lora(copy.deepcopy(trainer.model))(**ids).logits).abs().max()
+    assert gap < 1e-4  # under bf16 autocast it is about 1e-2

@@ -162,6 +162,7 @@ def test_the_generation_cache_keeps_vllm_completions_apart(monkeypatch):
     from helpers import generation, vllm_sampling
 
     model = torch.nn.Linear(2, 2)
+    monkeypatch.setattr(generation, "cpu_bf16_enabled", lambda: False)  # float32 model.generate, any CPU
     monkeypatch.setattr(vllm_sampling, "wanted", lambda m: False)
     plain = generation.cache_fingerprint(model)
     assert plain == generation.weights_fingerprint(model)  # the transformers path keeps the keys it always had

@@ -44,6 +44,8 @@ BLOCKS = {
     "grpo-step-cost": ("grpo_step_cost.csv",
                        lambda path: markdown_table(pd.read_csv(path, index_col=0), float_format="{:.3g}")),
     "grpo-sweep": ("grpo_sweep.csv", grpo_sweep_markdown),
+    "bf16-sampling-gap": ("bf16_sampling_gap.csv",
+                          lambda path: markdown_table(pd.read_csv(path, index_col=0), float_format="{:.4g}")),
 }
 
 

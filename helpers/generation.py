@@ -52,8 +52,9 @@ def decoding_kwargs(do_sample: bool, temperature: float = 1.0, top_p: float = 1.
 def samples_in_bf16(model) -> bool:
     """Whether ``sampler`` hands out a bf16 copy of ``model``: float32 weights on a CPU with native bf16
     (``helpers.config.cpu_bf16_enabled``). Decoding reads every weight for every token; in bf16 it reads half the
-    bytes and the CPU's bf16 dot products do the arithmetic (about twice as fast on a 2-core AVX512-BF16 machine:
-    ``scripts/grpo_step_cost.py``). Elsewhere, emulated bf16 would be slower than float32."""
+    bytes and the CPU's bf16 dot products do the arithmetic (greedy decoding about twice as fast on a 2-core
+    AVX512-BF16 machine; a whole GRPO step 1.4 times: ``scripts/grpo_step_cost.py``). Elsewhere, emulated bf16
+    would be slower than float32."""
     if not hasattr(model, "parameters"):  # a stand-in (tests) or an engine: nothing to copy
         return False
     weight = next(model.parameters(), None)

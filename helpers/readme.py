@@ -31,8 +31,8 @@ def grpo_sweep_markdown(path: Path) -> str:
     """One row per GRPO configuration scored on the validation split by ``scripts/grpo_sweep.py``, with the SFT
     model it started from (rows from different notebook-3 runs do not compare)."""
     sweep = pd.read_csv(path)
-    rows = [{"configuration": r["name"], "start model": r.get("start_model") if isinstance(r.get("start_model"), str)
-             else "an earlier SFT model", "training problems": int(r["train_prompts"]), "steps": int(r["steps"]),
+    rows = [{"configuration": r["name"], "start model": r["start_model"], "training problems": int(r["train_prompts"]),
+             "steps": int(r["steps"]),
              "learning rate": r["lr"], "beta": r["beta"], "validation problems": int(r["validation_problems"]),
              "greedy": _change(r, "greedy"), "sampled": _change(r, "sampled")} for _, r in sweep.iterrows()]
     return markdown_table(pd.DataFrame(rows), float_format="{:g}", index=False)

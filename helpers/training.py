@@ -51,8 +51,7 @@ def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05, target: str
 def hardware_kwargs(profile: Profile) -> dict:
     """TRL defaults to bf16 and gradient checkpointing; both are set per device. bf16 autocast on a CPU only
     where it is native (AMX or AVX512-BF16, detected at run time; ``config.cpu_bf16_enabled``): emulated bf16 is
-    slower than float32. A GPU
-    without native bf16 (a T4) trains in fp16 autocast instead.
+    slower than float32. A GPU without native bf16 (a T4) trains in fp16 autocast instead.
     ``scripts/grpo_step_cost.py`` measures both ways."""
     on_gpu = profile.uses_cuda
     gpu_bf16 = on_gpu and torch.cuda.is_bf16_supported(including_emulation=False)
@@ -258,8 +257,8 @@ class SamplesInBf16:
     """For TRL's GRPO and RLOO trainers: sample each step's completions from ``generation.sampler``'s bf16 copy of
     the current policy where the CPU has native bf16. TRL's ``model.generate`` path samples from the float32
     training weights (its bf16 autocast covers only the loss), and sampling is half of a step on a CPU. No
-    importance-sampling correction: the copy differs from the policy by bf16 rounding alone (TRL corrects vLLM's
-    samples, whose kernels differ more)."""
+    importance-sampling correction is applied (TRL applies one to vLLM's samples): most tokens' probabilities agree
+    closely, a few do not (``scripts/bf16_sampling_gap.py`` measures it)."""
 
     def _generate_single_turn(self, *args, **kwargs):
         policy = self.accelerator.unwrap_model(self.model_wrapped)  # what TRL's generation unwraps and calls

@@ -105,7 +105,7 @@ def main() -> None:
     path = profile.data_dir("processed") / "grpo_sweep.csv"
     table = pd.read_csv(path) if path.exists() else pd.DataFrame()
     if len(table):
-        table = table[table["name"] != args.name].drop(columns=["trained_by"], errors="ignore")  # = trained
+        table = table[table["name"] != args.name]
     pd.concat([table, pd.DataFrame([record])], ignore_index=True).to_csv(path, index=False)
 
 

@@ -57,6 +57,12 @@ def task_prompt(row: dict, system_prompt: str | None = R1_SYSTEM_PROMPT) -> list
     return messages
 
 
+def row_prompt(row: dict, system_prompt: str | None = R1_SYSTEM_PROMPT) -> list[dict]:
+    """The prompt a row is trained and evaluated with: ``task_prompt`` with the R1 system prompt for math and
+    Countdown (answers in ``<think>``/``<answer>`` tags), and without it for instruction rows (plain chat answers)."""
+    return task_prompt(row, None if task_of(row) == "instructions" else system_prompt)
+
+
 def to_prompt_completion(messages: list[dict], system_prompt: str | None = R1_SYSTEM_PROMPT) -> dict:
     """Split a conversation ending in an assistant turn into TRL's conversational prompt-completion form,
     adding the system prompt when the conversation has none."""

@@ -16,7 +16,7 @@ import pandas as pd
 from transformers import PreTrainedTokenizerBase
 
 from helpers import rewards
-from helpers.chat import R1_SYSTEM_PROMPT, task_prompt
+from helpers.chat import R1_SYSTEM_PROMPT, row_prompt, task_prompt
 from helpers.data import task_of
 from helpers.generation import GenerationCache, generate, generate_greedy_cached, sample_completions
 from helpers.models import CheckpointNotFoundError, load_model, load_tokenizer, resolve_model_name
@@ -192,8 +192,7 @@ def evaluate_model(model, tokenizer: PreTrainedTokenizerBase, rows: list[dict], 
     With ``cache_dir`` (notebooks pass ``profile.generation_cache_dir``), completions these exact weights
     already produced for these prompts are reused (``GenerationCache``). Instruction rows are asked without the
     R1 system prompt, as they are trained."""
-    prompts = [task_prompt(row, None if task_of(row) == "instructions" else system_prompt or R1_SYSTEM_PROMPT)
-               for row in rows]
+    prompts = [row_prompt(row, system_prompt or R1_SYSTEM_PROMPT) for row in rows]
     if cache_dir is None:
         completions = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
     else:

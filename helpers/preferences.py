@@ -23,13 +23,13 @@ from typing import Any
 
 import pandas as pd
 import torch
-from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
+from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase, TrainerCallback
 from transformers.utils import logging as hf_logging
 
 from helpers import rewards
-from helpers.chat import IGNORE_INDEX, PaddingCollator, task_prompt, tokenize_conversation
+from helpers.chat import IGNORE_INDEX, PaddingCollator, row_prompt, tokenize_conversation
 from helpers.data import reference_trace, task_of
-from helpers.generation import sample_completions
+from helpers.generation import generate, sample_completions
 from helpers.jsonl import write_jsonl
 from helpers.models import load_tokenizer, loading_kwargs, resolve_model_name
 from helpers.rl import sequence_logprobs
@@ -177,6 +177,43 @@ class RewardModelReward:
         return score_conversations(self.model, self.tokenizer, list(prompts), list(completions), self.batch_size)
 
 
+class RewardProbe(TrainerCallback):
+    """Over-optimization, measured while RL trains on a learned reward: every ``every`` optimizer steps the policy
+    answers a fixed probe set of held-out rows greedily, and the probe records the reward model's mean score of
+    those answers and the share the rule-based checker accepts (``verifier_score`` of 1).
+
+    The policy is paid by the first number and judged by the second; when the first keeps rising and the second
+    stalls or falls, the policy is exploiting the reward model (Goodhart's law). ``measure`` can also be called
+    directly (step 0, before training). ``curve`` is one row per measurement; ``answers`` the last answers, scored.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, rows: Sequence[dict], reward: RewardModelReward,
+                 max_new_tokens: int, every: int, batch_size: int = 16):
+        if every < 1:
+            raise ValueError(f"every must be at least 1, got {every}")
+        self.tokenizer, self.rows, self.reward = tokenizer, list(rows), reward
+        self.max_new_tokens, self.every, self.batch_size = max_new_tokens, every, batch_size
+        self.curve: list[dict] = []
+        self.answers: pd.DataFrame | None = None
+
+    def measure(self, model, step: int) -> dict:
+        prompts = [row_prompt(row) for row in self.rows]
+        texts = generate(model, self.tokenizer, prompts, max_new_tokens=self.max_new_tokens,
+                         batch_size=self.batch_size, progress=False)
+        scores = self.reward(prompts=prompts, completions=[[{"role": "assistant", "content": t}] for t in texts])
+        accepted = [float(verifier_score(t, row) == 1.0) for t, row in zip(texts, self.rows)]
+        self.answers = pd.DataFrame({"completion": texts, "reward_model": scores, "checker": accepted})
+        point = {"step": step, "reward_model": float(pd.Series(scores).mean()), "checker": float(pd.Series(accepted).mean())}
+        self.curve.append(point)
+        return point
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every == 0:
+            was_training = model.training
+            self.measure(model, state.global_step)
+            model.train(was_training)
+
+
 # ---------------------------------------------------------------------------------------------
 # On-policy pairs: sample, verify, keep best vs worst
 # ---------------------------------------------------------------------------------------------
@@ -246,7 +283,7 @@ def group_outcomes(scores: Sequence[Sequence[float]]) -> pd.Series:
 def build_onpolicy_pairs(model, tokenizer: PreTrainedTokenizerBase, rows: Sequence[dict], k: int, max_new_tokens: int,
                          temperature: float = 1.0, batch_size: int = 4, min_pairs: int = 0,
                          progress: bool = True) -> tuple[list[dict], pd.DataFrame]:
-    """Sample ``k`` completions for each row's task prompt, score them with ``verifier_score`` and keep
+    """Sample ``k`` completions for each row's prompt (``row_prompt``), score them with ``verifier_score`` and keep
     best vs worst where they differ.
 
     If that gives fewer than ``min_pairs`` pairs (a model that fails every sample, e.g. a random one),
@@ -256,7 +293,7 @@ def build_onpolicy_pairs(model, tokenizer: PreTrainedTokenizerBase, rows: Sequen
     ``batch_size`` counts prompts, as in ``helpers.generation.sample_completions``.
     """
     rows = list(rows)
-    prompts = [task_prompt(row) for row in rows]
+    prompts = [row_prompt(row) for row in rows]
     samples = sample_completions(model, tokenizer, prompts, k, max_new_tokens, temperature=temperature,
                                  batch_size=batch_size, progress=progress)
     scores = [[verifier_score(text, row) for text in group] for group, row in zip(samples, rows)]
@@ -270,6 +307,9 @@ def build_onpolicy_pairs(model, tokenizer: PreTrainedTokenizerBase, rows: Sequen
         topped = best_vs_worst_pairs(prompts, samples, scores, references)
         extra = [p for p in topped if p["source"] == "reference"][:min_pairs - len(pairs)]
         pairs = sorted(pairs + extra, key=lambda p: p["prompt_index"])
+    for pair in pairs:  # instruction pairs keep their constraints, so that scores can be broken down by kind
+        if "constraints" in rows[pair["prompt_index"]]:
+            pair["constraints"] = rows[pair["prompt_index"]]["constraints"]
     table = pd.DataFrame([
         {"prompt_index": i, "sample": j, "score": score, "completion": text}
         for i, (group, group_scores) in enumerate(zip(samples, scores))

@@ -138,6 +138,18 @@ def test_prompt_completion_split_adds_system_prompt():
         to_prompt_completion([{"role": "user", "content": "q"}])
 
 
+def test_row_prompt_asks_instructions_as_plain_chat_and_math_with_the_r1_system_prompt():
+    from helpers.chat import row_prompt
+
+    instruction = {"messages": [{"role": "user", "content": "Describe cats in at most 5 words."},
+                                {"role": "assistant", "content": "Small, soft, proud hunters."}],
+                   "constraints": {"max_words": 5}}
+    assert row_prompt(instruction) == [{"role": "user", "content": "Describe cats in at most 5 words."}]
+    math = {"prompt": "What is 2+2?", "answer": "4"}
+    assert row_prompt(math) == task_prompt(math) and row_prompt(math)[0]["content"] == R1_SYSTEM_PROMPT
+    assert row_prompt(math, system_prompt="Be brief.")[0] == {"role": "system", "content": "Be brief."}
+
+
 def test_task_prompt_for_every_row_shape():
     from helpers.data import countdown_prompt, math_prompt
 

@@ -14,6 +14,7 @@ from helpers.generation import sample_completions
 from helpers.models import load_model, load_tokenizer, merge_lora, save_model, stage_checkpoint
 from helpers.preferences import (
     RewardModelReward,
+    RewardProbe,
     best_vs_worst_pairs,
     build_onpolicy_pairs,
     constraint_kind,
@@ -136,6 +137,28 @@ def test_sampling_gives_k_completions_per_prompt_and_pairs_are_topped_up(tokeniz
     assert outcomes.to_dict() == {"prompts": 2, "samples differ (pair)": 0, "all samples tie": 2}
 
 
+@pytest.mark.slow
+def test_instruction_pairs_are_asked_without_the_r1_prompt_and_keep_their_constraints(tokenizer, monkeypatch):
+    from helpers import preferences
+
+    rows = [{"messages": [{"role": "user", "content": "Describe cats in at most 2 words."}],
+             "constraints": {"max_words": 2}},
+            {"messages": [{"role": "user", "content": "Describe dogs in lowercase."}], "constraints": {"lowercase": True}}]
+    answers = {"cats": ["Small cats.", "Cats are small and soft."], "dogs": ["Loyal dogs.", "loyal dogs"]}
+    seen = []
+
+    def fake_samples(model, tok, prompts, k, max_new_tokens, **kwargs):
+        seen.extend(prompts)
+        return [answers["cats" if "cats" in p[-1]["content"] else "dogs"] for p in prompts]
+
+    monkeypatch.setattr(preferences, "sample_completions", fake_samples)
+    pairs, samples = build_onpolicy_pairs(None, tokenizer, rows, k=2, max_new_tokens=8, progress=False)
+    assert all(p[0]["role"] == "user" for p in seen)  # no R1 system prompt on instruction rows
+    assert samples["score"].tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert [p["constraints"] for p in pairs] == [{"max_words": 2}, {"lowercase": True}]
+    assert [p["chosen"][0]["content"] for p in pairs] == ["Small cats.", "loyal dogs"]
+
+
 # --- reward model scores ---------------------------------------------------------------------------
 
 
@@ -196,6 +219,39 @@ def test_reward_function_needs_prompts(tokenizer, reward_model):
 
 
 # --- configs -------------------------------------------------------------------------------------------
+
+
+class LengthReward:
+    """A stand-in reward model that pays the length of the answer: easy to predict."""
+    __name__ = "length"
+
+    def __call__(self, prompts=None, completions=None, **kwargs):
+        return [float(len(c[0]["content"])) for c in completions]
+
+
+@pytest.mark.slow
+def test_reward_probe_records_reward_and_checker_on_its_schedule(tokenizer, monkeypatch):
+    from transformers import TrainerControl, TrainerState
+
+    from helpers import preferences
+
+    rows = [{"messages": [{"role": "user", "content": "Say hi in lowercase."}], "constraints": {"lowercase": True}},
+            {"messages": [{"role": "user", "content": "Describe cats in at most 2 words."}],
+             "constraints": {"max_words": 2}}]
+    outputs = iter([["hi", "Cats are soft animals."], ["HI THERE", "Soft cats."]])
+    monkeypatch.setattr(preferences, "generate", lambda *args, **kwargs: next(outputs))
+    probe = RewardProbe(tokenizer, rows, LengthReward(), max_new_tokens=8, every=2)
+    assert probe.measure(torch.nn.Linear(1, 1), step=0) == {"step": 0, "reward_model": 12.0, "checker": 0.5}
+    model = torch.nn.Linear(1, 1).train()
+    state = TrainerState()
+    for step in (1, 2):  # only step 2 is on the schedule
+        state.global_step = step
+        probe.on_step_end(None, state, TrainerControl(), model=model)
+    assert probe.curve[-1] == {"step": 2, "reward_model": 9.0, "checker": 0.5}
+    assert len(probe.curve) == 2 and model.training
+    assert probe.answers["checker"].tolist() == [0.0, 1.0]
+    with pytest.raises(ValueError, match="every"):
+        RewardProbe(tokenizer, rows, LengthReward(), max_new_tokens=8, every=0)
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))

@@ -38,12 +38,29 @@ def grpo_sweep_markdown(path: Path) -> str:
     return markdown_table(pd.DataFrame(rows), float_format="{:g}", index=False)
 
 
+def instruction_study_markdown(path: Path) -> str:
+    """One row per RLOO run on instruction following scored on the validation split by
+    ``scripts/instruction_reward_study.py``: the reward model's training pairs and its accuracy on held-out pairs of
+    the policy's own answers, the settings, and the paired change of the checker's rate."""
+    study = pd.read_csv(path)
+    rows = [{"configuration": r["name"], "reward model trained on": r["reward model pairs"],
+             "its accuracy on the policy's answers": "–" if pd.isna(r["reward model on-policy accuracy"])
+             else f"{r['reward model on-policy accuracy']:.0%}",
+             "steps": int(r["steps"]), "learning rate": r["learning rate"], "beta": r["beta"],
+             "validation instructions": int(r["n"]),
+             "checker": f"{r['before']:.1%} → {r['after']:.1%} ({int(r['fixed'])} up / {int(r['broken'])} down), "
+                        f"{describe_change(r.to_dict())}",
+             "minutes": r["minutes"]} for _, r in study.iterrows()]
+    return markdown_table(pd.DataFrame(rows), float_format="{:g}", index=False)
+
+
 BLOCKS = {
     "stage-results": ("stage_results.csv", stage_results_markdown),
     "leaderboard": ("leaderboard.md", lambda path: path.read_text(encoding="utf-8")),
     "grpo-step-cost": ("grpo_step_cost.csv",
                        lambda path: markdown_table(pd.read_csv(path, index_col=0), float_format="{:.3g}")),
     "grpo-sweep": ("grpo_sweep.csv", grpo_sweep_markdown),
+    "instruction-rloo-study": ("instruction_rloo_study.csv", instruction_study_markdown),
     "bf16-sampling-gap": ("bf16_sampling_gap.csv",
                           lambda path: markdown_table(pd.read_csv(path, index_col=0), float_format="{:.4g}")),
 }

@@ -73,12 +73,13 @@ class Profile:
     # DPO / reward model
     dpo_steps: int
     reward_model_steps: int
+    reward_model_onpolicy_prompts: int  # training instructions the RLOO start model answers k times for on-policy pairs
     reward_model_batch_size: int  # preference pairs per step
     reward_model_learning_rate: float  # LoRA + a fresh score head
     dpo_batch_size: int  # preference pairs per step
     dpo_learning_rate: float  # LoRA
-    rloo_steps: int  # RLOO optimizer steps (same prompts and completions per step as GRPO)
-    rloo_learning_rate: float  # LoRA; GRPO's before the validation sweep re-chose GRPO's (RLOO not re-tuned)
+    rloo_steps: int  # RLOO optimizer steps on instruction following (prompts and completions per step as GRPO)
+    rloo_learning_rate: float  # LoRA on all linear layers
     # hardware
     dtype: str  # "float32" or "bfloat16"
     eval_batch_size: int
@@ -159,6 +160,7 @@ PROFILES: dict[str, Profile] = {
         rl_temperature=1.0,
         dpo_steps=2,
         reward_model_steps=2,
+        reward_model_onpolicy_prompts=8,
         reward_model_batch_size=2,
         reward_model_learning_rate=1e-3,
         dpo_batch_size=2,
@@ -202,13 +204,15 @@ PROFILES: dict[str, Profile] = {
         eval_samples=4,
         rl_temperature=0.9,
         dpo_steps=60,
-        reward_model_steps=80,
+        reward_model_steps=120,
+        reward_model_onpolicy_prompts=360,  # every training instruction: 1,440 answers, about 5 minutes
         reward_model_batch_size=4,
         reward_model_learning_rate=3e-4,
         dpo_batch_size=2,
         dpo_learning_rate=5e-5,
-        rloo_steps=8,
-        rloo_learning_rate=5e-4,  # notebook 6's committed run; GRPO moved to 2e-4 on validation, RLOO was not re-run
+        # chosen on the validation split (scripts/instruction_reward_study.py, README): the reward model's pairs, steps, lr
+        rloo_steps=20,
+        rloo_learning_rate=2e-4,
         dtype="float32",
         eval_batch_size=50,
         rs_prompts=128, rs_samples=4, distill_epochs=2,
@@ -245,6 +249,7 @@ PROFILES: dict[str, Profile] = {
         rl_temperature=1.0,
         dpo_steps=250,
         reward_model_steps=300,
+        reward_model_onpolicy_prompts=0,  # SmolTalk rows carry no constraints: the checker ties every answer, no pair
         reward_model_batch_size=16,
         reward_model_learning_rate=1e-4,
         dpo_batch_size=8,

@@ -186,14 +186,18 @@ def _work(nb: _Notebook, name: str) -> None:
         nb.sample(p.n_eval, budget, batch)  # after, greedy
         nb.sample(p.n_eval * p.eval_samples, cap, batch * p.eval_samples)  # after, sampled
     elif name == "06_reward_model_and_rloo":
-        nb.start(loads=2, engines=2)  # the reward model's backbone and the SFT policy; engines: SFT, RLOO
+        nb.start(loads=2, engines=2)  # the reward model's backbone and the initial policy; engines: initial, RLOO
+        validation = round(0.1 * p.n_instructions)
+        nb.sample(p.reward_model_onpolicy_prompts * 4, cap, batch)  # the policy's answers for on-policy pairs
+        nb.sample(validation * 4, cap, batch)  # held-out on-policy pairs
         # the reward model has a 1-number head instead of the 151,936-word output layer: counted as N, an overestimate
         nb.train(p.reward_model_steps * p.reward_model_batch_size * 2 * nb.conversation())
         nb.forward(p.n_eval * 2 * nb.conversation())  # score the held-out pairs
-        nb.sample(8 * 4, cap, batch)  # the policy's samples the reward model scores
+        nb.sample(p.n_eval, cap, batch)  # before: the start model on the test instructions
+        probes = p.rloo_steps // max(1, p.rloo_steps // 5) + 1
+        nb.sample(probes * min(100, validation), cap, batch, peft=True)  # the over-optimization probe (PROBE_INSTRUCTIONS)
         nb.rl(p.rloo_steps, no_grad_passes=2)  # old and reference log-probs (beta 0.05)
-        nb.sample(p.n_eval, budget, batch)  # after (before: cached from notebook 5)
-        nb.sample(p.n_eval * p.eval_samples, cap, batch * p.eval_samples)
+        nb.sample(p.n_eval, cap, batch)  # after
     elif name == "07_dpo":
         nb.start(loads=1, engines=2)  # the GRPO model (its greedy scores: cached), the merged DPO model
         nb.sample(p.rl_candidate_prompts * p.rl_pass_rate_samples, cap, batch)  # on-policy pairs
@@ -211,8 +215,9 @@ def _work(nb: _Notebook, name: str) -> None:
                   + 2 * max(0, p.eval_math_prompts - p.n_eval), budget, batch)
     elif name == "09_evaluation":
         nb.start(loads=3 * STAGES + 2, engines=2 * STAGES)  # greedy per task, pass@k; a new engine per stage, twice
-        # math: scored by notebooks 5-8 up to n_eval rows; Countdown: notebook 3 scored half for initial and SFT
-        math_new = 4 * max(0, p.eval_math_prompts - p.n_eval)
+        # math: sft, grpo and dpo scored by notebooks 5 and 7 up to n_eval rows, rs_sft and distilled by notebook 8; rloo
+        # (trained on instructions in notebook 6) on every row here. Countdown: notebook 3 scored half for initial and SFT
+        math_new = 3 * max(0, p.eval_math_prompts - p.n_eval) + p.eval_math_prompts
         countdown_new = 2 * max(0, p.eval_countdown_prompts - half) + (STAGES - 2) * p.eval_countdown_prompts
         nb.sample(math_new + countdown_new, budget, batch)
         nb.sample(STAGES * p.passk_prompts * p.passk_samples, budget, batch)  # pass@k, sampled fresh

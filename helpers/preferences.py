@@ -29,6 +29,7 @@ from transformers.utils import logging as hf_logging
 from helpers import rewards
 from helpers.chat import IGNORE_INDEX, PaddingCollator, row_prompt, tokenize_conversation
 from helpers.data import reference_trace, task_of
+from helpers.evaluation import score_generations
 from helpers.generation import generate, sample_completions
 from helpers.jsonl import write_jsonl
 from helpers.models import load_tokenizer, loading_kwargs, resolve_model_name
@@ -180,7 +181,8 @@ class RewardModelReward:
 class RewardProbe(TrainerCallback):
     """Over-optimization, measured while RL trains on a learned reward: every ``every`` optimizer steps the policy
     answers a fixed probe set of held-out rows greedily, and the probe records the reward model's mean score of
-    those answers and the share the rule-based checker accepts (``verifier_score`` of 1).
+    those answers and the share the rule-based checker accepts (``evaluation.score_generations``' ``correct``: every
+    constraint met for instructions, a right answer for math).
 
     The policy is paid by the first number and judged by the second; when the first keeps rising and the second
     stalls or falls, the policy is exploiting the reward model (Goodhart's law). ``measure`` can also be called
@@ -201,7 +203,7 @@ class RewardProbe(TrainerCallback):
         texts = generate(model, self.tokenizer, prompts, max_new_tokens=self.max_new_tokens,
                          batch_size=self.batch_size, progress=False)
         scores = self.reward(prompts=prompts, completions=[[{"role": "assistant", "content": t}] for t in texts])
-        accepted = [float(verifier_score(t, row) == 1.0) for t, row in zip(texts, self.rows)]
+        accepted = score_generations(texts, self.rows)["correct"].astype(float).tolist()  # as every evaluation scores
         self.answers = pd.DataFrame({"completion": texts, "reward_model": scores, "checker": accepted})
         point = {"step": step, "reward_model": float(pd.Series(scores).mean()), "checker": float(pd.Series(accepted).mean())}
         self.curve.append(point)

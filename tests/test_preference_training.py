@@ -254,6 +254,18 @@ def test_reward_probe_records_reward_and_checker_on_its_schedule(tokenizer, monk
         RewardProbe(tokenizer, rows, LengthReward(), max_new_tokens=8, every=0)
 
 
+def test_reward_probe_accepts_a_right_math_answer_as_evaluation_does(tokenizer, monkeypatch):
+    """The checker's verdict is evaluation's ``correct``, not a reward value: a right, well-formatted math answer
+    (verifier score 1.2) is accepted, a wrong one is not."""
+    from helpers import preferences
+
+    monkeypatch.setattr(preferences, "generate", lambda *args, **kwargs: [
+        "<think>\n3+4=7\n</think>\n<answer>7</answer>", "<think>\n3+4=8\n</think>\n<answer>8</answer>"])
+    probe = RewardProbe(tokenizer, [MATH_ROW, MATH_ROW], LengthReward(), max_new_tokens=8, every=1)
+    assert probe.measure(torch.nn.Linear(1, 1), step=0)["checker"] == 0.5
+    assert probe.answers["checker"].tolist() == [1.0, 0.0]
+
+
 @pytest.mark.parametrize("name", sorted(PROFILES))
 def test_preference_configs_build_on_every_profile(name, tmp_path):
     """Drift guard: every field the course sets still exists in the pinned TRL, with the defaults the notebooks teach."""

@@ -10,14 +10,15 @@ Two ideas of notebooks 6 and 7 live here:
 - **On-policy pairs.** ``sample_completions`` draws ``k`` completions per prompt from the model being
   trained, ``verifier_score`` scores each with the rule-based rewards of ``helpers.rewards``, and
   ``best_vs_worst_pairs`` keeps, for each prompt whose samples got different scores, the best one as
-  ``chosen`` and the worst one as ``rejected``. ``build_onpolicy_pairs`` chains the three.
+  ``chosen`` and the worst one as ``rejected``. ``build_onpolicy_pairs`` chains the three; given a reward model
+  it ranks with that instead of the rule (notebook 7's on-policy instruction pairs).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,14 +98,18 @@ def conversation_ids(tokenizer: PreTrainedTokenizerBase, prompt: Any, completion
 @torch.inference_mode()
 def score_ids(model, pad_token_id: int, sequences: Sequence[Sequence[int]], batch_size: int = 16,
               max_tokens: int = MAX_REWARD_TOKENS) -> list[float]:
-    """The reward model's score for each token sequence (right-padded batches; long ones keep their end)."""
+    """The reward model's score for each token sequence (right-padded batches; long ones keep their end).
+
+    Batches are formed in order of length, so that little of each is padding; scores come back in input order."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    scores: list[float] = []
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    scores = [0.0] * len(sequences)
     try:
-        for start in range(0, len(sequences), batch_size):
-            batch = [list(ids)[-max_tokens:] for ids in sequences[start:start + batch_size]]
+        for start in range(0, len(order), batch_size):
+            indices = order[start:start + batch_size]
+            batch = [list(sequences[i])[-max_tokens:] for i in indices]
             longest = max(len(ids) for ids in batch)
             input_ids = torch.full((len(batch), longest), pad_token_id, dtype=torch.long)
             attention_mask = torch.zeros((len(batch), longest), dtype=torch.long)
@@ -112,7 +117,8 @@ def score_ids(model, pad_token_id: int, sequences: Sequence[Sequence[int]], batc
                 input_ids[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
                 attention_mask[row, :len(ids)] = 1
             logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
-            scores += logits[:, 0].float().tolist()
+            for i, score in zip(indices, logits[:, 0].float().tolist()):
+                scores[i] = score
     finally:
         model.train(was_training)
     return scores
@@ -283,22 +289,30 @@ def group_outcomes(scores: Sequence[Sequence[float]]) -> pd.Series:
 
 
 def build_onpolicy_pairs(model, tokenizer: PreTrainedTokenizerBase, rows: Sequence[dict], k: int, max_new_tokens: int,
-                         temperature: float = 1.0, batch_size: int = 4, min_pairs: int = 0,
-                         progress: bool = True) -> tuple[list[dict], pd.DataFrame]:
-    """Sample ``k`` completions for each row's prompt (``row_prompt``), score them with ``verifier_score`` and keep
-    best vs worst where they differ.
+                         temperature: float = 1.0, batch_size: int = 4, min_pairs: int = 0, progress: bool = True,
+                         reward: Callable[..., list[float]] | None = None, cache_dir: str | Path | None = None,
+                         seed: int | None = None) -> tuple[list[dict], pd.DataFrame]:
+    """Sample ``k`` completions for each row's prompt (``row_prompt``), score them and keep best vs worst where
+    they differ.
 
-    If that gives fewer than ``min_pairs`` pairs (a model that fails every sample, e.g. a random one),
-    tied groups of math rows are topped up with the row's reference solution as ``chosen``
-    (``source="reference"``), so training always has data; the returned pairs say which is which.
+    The score is ``verifier_score`` (the rule), or ``reward(prompts=, completions=)`` when given (a learned reward
+    model, ``RewardModelReward``): then the samples table keeps the rule's score beside it, column ``verifier``, to
+    judge the pairs the reward model made. If that gives fewer than ``min_pairs`` pairs (a model that fails every
+    sample, e.g. a random one), tied groups of math rows are topped up with the row's reference solution as
+    ``chosen`` (``source="reference"``), so training always has data; the returned pairs say which is which.
     Returns ``(pairs, samples)``: ``samples`` has one row per sampled completion with its score.
-    ``batch_size`` counts prompts, as in ``helpers.generation.sample_completions``.
+    ``batch_size`` counts prompts; ``cache_dir`` and ``seed`` go to ``helpers.generation.sample_completions``.
     """
     rows = list(rows)
     prompts = [row_prompt(row) for row in rows]
     samples = sample_completions(model, tokenizer, prompts, k, max_new_tokens, temperature=temperature,
-                                 batch_size=batch_size, progress=progress)
-    scores = [[verifier_score(text, row) for text in group] for group, row in zip(samples, rows)]
+                                 batch_size=batch_size, progress=progress, cache_dir=cache_dir, seed=seed)
+    verifier = [[verifier_score(text, row) for text in group] for group, row in zip(samples, rows)]
+    scores = verifier
+    if reward is not None:
+        flat = reward(prompts=[prompt for prompt, group in zip(prompts, samples) for _ in group],
+                      completions=[[{"role": "assistant", "content": text}] for group in samples for text in group])
+        scores = [flat[i * k:(i + 1) * k] for i in range(len(rows))]
     pairs = best_vs_worst_pairs(prompts, samples, scores)
     if len(pairs) < min_pairs:
         references = [
@@ -317,6 +331,8 @@ def build_onpolicy_pairs(model, tokenizer: PreTrainedTokenizerBase, rows: Sequen
         for i, (group, group_scores) in enumerate(zip(samples, scores))
         for j, (text, score) in enumerate(zip(group, group_scores))
     ])
+    if reward is not None:
+        table["verifier"] = [score for group in verifier for score in group]
     return pairs, table
 
 

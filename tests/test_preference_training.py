@@ -159,6 +159,29 @@ def test_instruction_pairs_are_asked_without_the_r1_prompt_and_keep_their_constr
     assert [p["chosen"][0]["content"] for p in pairs] == ["Small cats.", "loyal dogs"]
 
 
+def test_pairs_ranked_by_a_learned_reward_keep_the_rule_s_score_beside_it(tokenizer, monkeypatch):
+    from helpers import preferences
+
+    rows = [{"messages": [{"role": "user", "content": "Describe cats in at most 2 words."}],
+             "constraints": {"max_words": 2}}]
+    monkeypatch.setattr(preferences, "sample_completions",
+                        lambda *args, **kwargs: [["Small cats.", "Cats are small and soft.", "Cats."]])
+    seen = {}
+
+    def longer_is_better(prompts, completions):  # a reward model that prefers long answers, as a bad one might
+        seen["prompts"] = prompts
+        return [float(len(c[0]["content"])) for c in completions]
+
+    pairs, samples = build_onpolicy_pairs(None, tokenizer, rows, k=3, max_new_tokens=8, progress=False,
+                                          reward=longer_is_better)
+    assert len(seen["prompts"]) == 3 and seen["prompts"][0][-1]["content"] == rows[0]["messages"][0]["content"]
+    assert samples["score"].tolist() == [11.0, 24.0, 5.0]
+    assert samples["verifier"].tolist() == [1.0, 0.0, 1.0]  # the checker disagrees with the reward's choice
+    assert pairs[0]["chosen"][0]["content"] == "Cats are small and soft."
+    assert pairs[0]["rejected"][0]["content"] == "Cats."
+    assert (pairs[0]["chosen_score"], pairs[0]["rejected_score"]) == (24.0, 5.0)
+
+
 # --- reward model scores ---------------------------------------------------------------------------
 
 
@@ -210,6 +233,15 @@ def test_reward_function_scores_like_trl_scores_a_reward_model(tokenizer, reward
     assert ours == pytest.approx(score_conversations(reward_model, tokenizer, prompts, completions), abs=1e-5)
     # plain-string prompts and completions work too, and odd strings never raise
     assert len(reward(prompts=["Say hi", ""], completions=["hi", ""])) == 2
+
+
+@pytest.mark.slow
+def test_scores_come_back_in_input_order_whatever_the_batches(tokenizer, reward_model):
+    from helpers.preferences import score_ids
+
+    sequences = [[5, 6, 7, 8, 9, 10], [11], [12, 13, 14], [15, 16]]  # batches are formed by length, not by position
+    one_by_one = [score_ids(reward_model, tokenizer.pad_token_id, [ids], batch_size=1)[0] for ids in sequences]
+    assert score_ids(reward_model, tokenizer.pad_token_id, sequences, batch_size=3) == pytest.approx(one_by_one, abs=1e-5)
 
 
 @pytest.mark.slow

@@ -54,6 +54,21 @@ def instruction_study_markdown(path: Path) -> str:
     return markdown_table(pd.DataFrame(rows), float_format="{:g}", index=False)
 
 
+def dpo_study_markdown(path: Path) -> str:
+    """One row per DPO run on instruction following scored on the validation split by
+    ``scripts/instruction_reward_study.py dpo``: which pairs (written, or the start model's own answers ranked by the
+    reward model), how many, the settings, and the paired change of the checker's rate."""
+    study = pd.read_csv(path)
+    kinds = {"offline": "written (off-policy)", "onpolicy": "own answers ranked by the reward model (on-policy)"}
+    rows = [{"configuration": r["name"], "pairs": kinds[r["pairs"]], "training pairs": int(r["train pairs"]),
+             "steps": int(r["steps"]), "pairs per step": int(r["pairs per step"]), "learning rate": r["learning rate"],
+             "beta": r["beta"], "validation instructions": int(r["n"]),
+             "checker": f"{r['before']:.1%} → {r['after']:.1%} ({int(r['fixed'])} up / {int(r['broken'])} down), "
+                        f"{describe_change(r.to_dict())}",
+             "minutes": r["minutes"]} for _, r in study.iterrows()]
+    return markdown_table(pd.DataFrame(rows), float_format="{:g}", index=False)
+
+
 BLOCKS = {
     "stage-results": ("stage_results.csv", stage_results_markdown),
     "leaderboard": ("leaderboard.md", lambda path: path.read_text(encoding="utf-8")),
@@ -61,6 +76,7 @@ BLOCKS = {
                        lambda path: markdown_table(pd.read_csv(path, index_col=0), float_format="{:.3g}")),
     "grpo-sweep": ("grpo_sweep.csv", grpo_sweep_markdown),
     "instruction-rloo-study": ("instruction_rloo_study.csv", instruction_study_markdown),
+    "instruction-dpo-study": ("instruction_dpo_study.csv", dpo_study_markdown),
     "bf16-sampling-gap": ("bf16_sampling_gap.csv",
                           lambda path: markdown_table(pd.read_csv(path, index_col=0), float_format="{:.4g}")),
 }

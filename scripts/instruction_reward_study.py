@@ -1,8 +1,11 @@
-"""Which reward model can RLOO use on instruction following? Notebook 6's settings, chosen on the validation split.
+"""Which reward model can RLOO use on instruction following, and which pairs DPO? Notebook 6's and 7's settings,
+chosen on the validation split.
 
     .venv/bin/python scripts/instruction_reward_study.py samples
     .venv/bin/python scripts/instruction_reward_study.py rm --pairs both --rm-instructions 180 --rm-name both180
     .venv/bin/python scripts/instruction_reward_study.py rloo --rm-name both180 --steps 20 --name both180
+    .venv/bin/python scripts/instruction_reward_study.py dpo --pairs onpolicy --rm-name reward_model \
+        --rm-instructions 120 --steps 30 --dpo-batch 4 --lr 5e-4 --name onpolicy120-s30-b4-lr5e-4
 
 ``samples``: the start model (the profile's initial instruct model) answers every training and validation
 instruction ``--k`` times; the checker scores each answer (share of constraints met). ``rm``: a reward model trained
@@ -12,8 +15,12 @@ held-out pairs of the policy's answers (validation instructions) it ranks right.
 with that reward model as the only reward; every ``--every`` steps the policy answers the validation instructions
 greedily and the reward model's mean score and the checker's rate are printed; the paired change of the checker's
 rate is appended to ``data/processed/<profile>/instruction_rloo_study.csv`` (a re-run with the same ``--name``
-replaces its row), which notebook 6 shows. Settings are chosen on the validation split; the test split is scored
-once, by notebook 6. Each command loads what the previous one wrote under ``checkpoints/<profile>/instruction_study``.
+replaces its row), which notebook 6 shows. ``dpo``: DPO from the start model on the written pairs (``--pairs
+offline``) or on its own answers to the first ``--rm-instructions`` training instructions, best against worst by the
+reward model in ``checkpoints/<profile>/<--rm-name>`` (``onpolicy``; notebook 6's is ``reward_model``); the paired
+change of the checker's rate on the validation instructions goes to ``instruction_dpo_study.csv`` (notebook 7 and
+the README show it). Settings are chosen on the validation split; the test split is scored once, by notebooks 6 and
+7. Each command loads what the previous one wrote under ``checkpoints/<profile>/instruction_study``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,16 +37,25 @@ from datasets import Dataset
 from helpers.chat import row_prompt
 from helpers.config import get_profile, seed_everything
 from helpers.data import load_task
-from helpers.evaluation import paired_comparison
+from helpers.evaluation import evaluate_model, paired_comparison
 from helpers.generation import sample_completions
 from helpers.models import load_model, load_tokenizer, merge_lora, save_model
-from helpers.preferences import RewardModelReward, RewardProbe, best_vs_worst_pairs, load_reward_model, score_pairs
+from helpers.preferences import (
+    RewardModelReward,
+    RewardProbe,
+    best_vs_worst_pairs,
+    load_reward_model,
+    score_conversations,
+    score_pairs,
+)
 from helpers.rewards import check_instruction_constraints
 from helpers.training import (
+    dpo_config,
     lora_config,
     reward_config,
     reward_model_lora_config,
     rloo_config,
+    run_dpo,
     run_reward_model,
     run_rloo,
 )
@@ -146,9 +163,74 @@ def cmd_rloo(args, profile):
     table.to_csv(path, index=False)
 
 
+def reward_model_pairs(profile, rm_dir, limit=None, min_margin=0.0):
+    """The start model's answers to the training instructions, best vs worst by the reward model's score (kept if
+    the two scores differ by more than ``min_margin``). The scores are saved beside the samples, to be read again."""
+    rows = instruction_rows(profile, "train")[:limit]
+    with open(study_dir(profile) / "samples_train.json") as f:
+        records = json.load(f)[:limit]
+    scores_path = study_dir(profile) / f"rm_scores_train_{Path(rm_dir).name}.json"
+    prompts = [row_prompt(r) for r in rows]
+    known = json.loads(scores_path.read_text()) if scores_path.exists() else []
+    if len(known) < len(records):
+        tokenizer = load_tokenizer(str(rm_dir))
+        model = load_reward_model(str(rm_dir), tokenizer)
+        flat = score_conversations(model, tokenizer, [p for p, r in zip(prompts, records) for _ in r["samples"]],
+                                   [[{"role": "assistant", "content": t}] for r in records for t in r["samples"]],
+                                   batch_size=profile.eval_batch_size)
+        known, start = [], 0
+        for r in records:
+            known.append(flat[start:start + len(r["samples"])])
+            start += len(r["samples"])
+        scores_path.write_text(json.dumps(known))
+    scores = known[:len(records)]
+    pairs = best_vs_worst_pairs(prompts, [r["samples"] for r in records], scores)
+    pairs = [p for p in pairs if p["chosen_score"] - p["rejected_score"] > min_margin]
+    agree = []  # +1: the checker also prefers the reward model's chosen answer; 0: it ties them; -1: the rejected one
+    for pair in pairs:
+        share = dict(zip(records[pair["prompt_index"]]["samples"], records[pair["prompt_index"]]["share"]))
+        agree.append(int(np.sign(share[pair["chosen"][0]["content"]] - share[pair["rejected"][0]["content"]])))
+    print(f"{len(pairs)} reward-model pairs; the checker agrees with {agree.count(1)}, ties {agree.count(0)}, "
+          f"disagrees with {agree.count(-1)}", flush=True)
+    return pairs
+
+
+def cmd_dpo(args, profile):
+    """DPO from the start model on the written pairs (``--pairs offline``) or on its own answers ranked by the reward
+    model (``onpolicy``); the checker's rate on the validation instructions, greedy, before and after."""
+    start = time.perf_counter()
+    if args.pairs == "offline":
+        pairs = [{c: r[c] for c in PAIR_COLUMNS} for r in load_task("preferences", profile, split="train")]
+    else:
+        pairs = [{c: p[c] for c in PAIR_COLUMNS} for p in
+                 reward_model_pairs(profile, profile.checkpoint_dir / args.rm_name, args.rm_instructions,
+                                    args.min_margin)]
+    tokenizer, policy = load_tokenizer(profile.name), load_model(profile.name)
+    rows = instruction_rows(profile, "validation")
+    _, before = evaluate_model(policy, tokenizer, rows, profile.max_completion_length, profile.eval_batch_size)
+    seed_everything()
+    overrides = {k: v for k, v in (("max_steps", args.steps), ("learning_rate", args.lr), ("beta", args.beta),
+                                   ("per_device_train_batch_size", args.dpo_batch)) if v is not None}
+    config = dpo_config(profile, study_dir(profile) / f"dpo_{args.name}", save_strategy="no", **overrides)
+    trainer = run_dpo(policy, tokenizer, Dataset.from_list(pairs).shuffle(seed=0), config,
+                      peft_config=lora_config(target=profile.rl_lora_target))
+    _, after = evaluate_model(merge_lora(trainer.model), tokenizer, rows, profile.max_completion_length,
+                              profile.eval_batch_size)
+    change = paired_comparison(before["correct"], after["correct"])
+    row = {"name": args.name, "pairs": args.pairs, "min margin": args.min_margin, "train pairs": len(pairs), "steps": config.max_steps,
+           "pairs per step": config.per_device_train_batch_size, "learning rate": config.learning_rate,
+           "beta": config.beta, "split": "validation",
+           **{k: change[k] for k in ("n", "before", "after", "fixed", "broken", "ci_low", "ci_high")},
+           "minutes": round((time.perf_counter() - start) / 60, 1)}
+    print(row, flush=True)
+    path = profile.data_dir("processed") / "instruction_dpo_study.csv"
+    table = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=list(row))
+    pd.concat([table[table["name"] != args.name], pd.DataFrame([row])], ignore_index=True).to_csv(path, index=False)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("cmd", choices=("samples", "rm", "rloo"))
+    parser.add_argument("cmd", choices=("samples", "rm", "rloo", "dpo"))
     parser.add_argument("--profile", default=None)
     parser.add_argument("--k", type=int, default=4, help="samples: answers per instruction")
     parser.add_argument("--temperature", type=float, default=1.0, help="samples and rloo: sampling temperature")
@@ -157,16 +239,20 @@ def main():
     parser.add_argument("--rm-instructions", type=int, default=None, help="rm: training instructions giving on-policy pairs")
     parser.add_argument("--rm-name", default=None, help="rm and rloo: the reward model's name (default: --pairs)")
     parser.add_argument("--steps", type=int, default=None, help="rm: 100 by default; rloo: the profile's rloo_steps")
-    parser.add_argument("--beta", type=float, default=0.05, help="rloo: KL coefficient")
+    parser.add_argument("--beta", type=float, default=None, help="rloo: KL coefficient (0.05); dpo: DPO's beta (0.1)")
     parser.add_argument("--lr", type=float, default=None, help="rloo: the profile's rloo_learning_rate by default")
     parser.add_argument("--every", type=int, default=4, help="rloo: steps between two probe measurements")
-    parser.add_argument("--name", default="run", help="rloo: the row's name")
+    parser.add_argument("--name", default="run", help="rloo and dpo: the row's name")
+    parser.add_argument("--min-margin", type=float, default=0.0, help="dpo: on-policy pairs' least reward-model gap")
+    parser.add_argument("--dpo-batch", type=int, default=None, help="dpo: pairs per step (the profile's by default)")
     args = parser.parse_args()
     profile = get_profile(args.profile)
     args.rm_name = args.rm_name or args.pairs
-    args.steps = args.steps or (100 if args.cmd == "rm" else profile.rloo_steps)
-    args.lr = args.lr or profile.rloo_learning_rate
-    {"samples": cmd_samples, "rm": cmd_rm, "rloo": cmd_rloo}[args.cmd](args, profile)
+    if args.cmd != "dpo":  # dpo: the profile's dpo settings unless given
+        args.steps = args.steps or (100 if args.cmd == "rm" else profile.rloo_steps)
+        args.lr = args.lr or profile.rloo_learning_rate
+        args.beta = 0.05 if args.beta is None else args.beta
+    {"samples": cmd_samples, "rm": cmd_rm, "rloo": cmd_rloo, "dpo": cmd_dpo}[args.cmd](args, profile)
 
 
 if __name__ == "__main__":

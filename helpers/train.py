@@ -8,14 +8,14 @@ batch; the stage's global batch stays the notebook's (``split_batch``), data are
 first, only the main process saves and prints, and every process writes ``rank<k>.json`` into the output folder
 to say it took part. GRPO and RLOO can generate on a separate ``trl vllm-serve`` (``--vllm-mode server``).
 
-Stages start where their notebook starts (GRPO and RLOO from the SFT checkpoint, DPO from GRPO's, else the next
-best) and write where the notebook writes (``checkpoints/<profile>/<stage>``, trainer runs in ``<stage>_run``).
+Stages start where their notebook starts (GRPO from the SFT checkpoint, else the initial model; RLOO and DPO, on
+instruction following, from the initial model) and write where the notebook writes (``checkpoints/<profile>/<stage>``,
+trainer runs in ``<stage>_run``). RLOO needs the reward model (run ``reward_model`` first, or notebook 6).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 from pathlib import Path
 
@@ -24,13 +24,12 @@ from accelerate import PartialState
 from datasets import Dataset
 from peft import PeftModel
 
-from helpers.chat import task_prompt, to_prompt_completion
+from helpers.chat import row_prompt, task_prompt, to_prompt_completion
 from helpers.config import PROFILES, Profile, get_profile, seed_everything
 from helpers.data import load_task
 from helpers.evaluation import pass_rate_filter
-from helpers.jsonl import read_jsonl
-from helpers.models import load_model, load_tokenizer, merge_lora, save_model, stage_checkpoint
-from helpers.preferences import build_onpolicy_pairs, load_reward_model, save_pairs
+from helpers.models import holds_model, load_model, load_tokenizer, merge_lora, save_model, stage_checkpoint
+from helpers.preferences import RewardModelReward, load_reward_model
 from helpers.rewards import format_reward, math_accuracy_reward
 from helpers.training import (
     dpo_config,
@@ -51,8 +50,8 @@ from helpers.training import (
 STAGES = ("sft", "reward_model", "grpo", "rloo", "dpo")
 # Where each stage starts when --init is not given: the first of these checkpoints that exists, else the
 # profile's initial model (as in notebooks 3, 5, 6 and 7).
-START_FROM = {"sft": (), "reward_model": (), "grpo": ("sft",), "rloo": ("sft",), "dpo": ("grpo", "sft")}
-# Notebook 5's rewards (and notebook 6's for RLOO): correctness, plus a little for the <think>/<answer> format.
+START_FROM = {"sft": (), "reward_model": (), "grpo": ("sft",), "rloo": (), "dpo": ()}
+# Notebook 5's rewards: correctness, plus a little for the <think>/<answer> format.
 RL_REWARDS = [math_accuracy_reward, format_reward]
 RL_REWARD_WEIGHTS = [1.0, 0.2]
 
@@ -132,40 +131,47 @@ def train_reward_model(args, profile: Profile, start: str, run_dir: Path):
     return run_reward_model(model, tokenizer, pairs, config, peft_config=reward_model_lora_config())
 
 
-def train_rl(args, profile: Profile, start: str, run_dir: Path, build_config, run):
-    """Notebook 5's GRPO (``grpo_config``, ``run_grpo``) or notebook 6's RLOO (``rloo_config``, ``run_rloo``): LoRA
-    on the pass-rate-filtered math problems, rewards for correctness and format, the same per-step budget."""
+def train_grpo(args, profile: Profile, start: str, run_dir: Path):
+    """Notebook 5: GRPO with LoRA on the pass-rate-filtered math problems, rewards for correctness and format."""
     tokenizer, policy = load_tokenizer(start), load_model(start, dtype=profile.torch_dtype)
     with distributed_state().main_process_first():
         dataset = rl_dataset(policy, tokenizer, profile)
     completions_per_step = profile.num_generations * profile.rl_prompts_per_step
-    config = build_config(profile, run_dir, reward_weights=RL_REWARD_WEIGHTS, **vllm_kwargs(args),
-                          **batch_kwargs(args, completions_per_step))
-    return run(policy, tokenizer, dataset, RL_REWARDS, config, peft_config=lora_config(target=profile.rl_lora_target))
+    config = grpo_config(profile, run_dir, reward_weights=RL_REWARD_WEIGHTS, **vllm_kwargs(args),
+                         **batch_kwargs(args, completions_per_step))
+    return run_grpo(policy, tokenizer, dataset, RL_REWARDS, config,
+                    peft_config=lora_config(target=profile.rl_lora_target))
+
+
+def train_rloo(args, profile: Profile, start: str, run_dir: Path):
+    """Notebook 6: RLOO on the training instructions with the learned reward model as the only reward."""
+    reward_dir = profile.checkpoint_dir / "reward_model"
+    if not holds_model(reward_dir):
+        raise FileNotFoundError(f"No reward model at {reward_dir}: train the reward_model stage (or notebook 6) first")
+    reward_tokenizer = load_tokenizer(str(reward_dir))
+    reward = RewardModelReward(load_reward_model(str(reward_dir), reward_tokenizer, dtype=profile.torch_dtype),
+                               reward_tokenizer, batch_size=profile.eval_batch_size)
+    tokenizer, policy = load_tokenizer(start), load_model(start, dtype=profile.torch_dtype)
+    with distributed_state().main_process_first():
+        instructions = load_task("instructions", profile, split="train")
+    dataset = Dataset.from_list([{"prompt": row_prompt(row)} for row in instructions]).shuffle(seed=0)
+    completions_per_step = profile.num_generations * profile.rl_prompts_per_step
+    config = rloo_config(profile, run_dir, temperature=1.0, **vllm_kwargs(args), **batch_kwargs(args, completions_per_step))
+    return run_rloo(policy, tokenizer, dataset, [reward], config, peft_config=lora_config(target=profile.rl_lora_target))
 
 
 def train_dpo(args, profile: Profile, start: str, run_dir: Path):
-    """Notebook 7: DPO with LoRA on on-policy pairs (best vs worst of k samples by the verifier). The main
-    process samples the pairs and writes them where the notebook does; the others read that file."""
+    """Notebook 7: DPO with LoRA on the written (off-policy) instruction pairs, the kind the validation split kept
+    on ``cpu``; notebook 7 also trains on the model's own answers ranked by the reward model, and compares."""
     tokenizer, policy = load_tokenizer(start), load_model(start, dtype=profile.torch_dtype)
-    state, pairs_file = distributed_state(), profile.data_dir("generated") / "onpolicy_pairs.jsonl"
-    if state.is_main_process:
-        rows = list(load_task("math", profile, split="train").select(range(profile.rl_candidate_prompts)))
-        pairs, _ = build_onpolicy_pairs(policy, tokenizer, rows, k=profile.rl_pass_rate_samples,
-                                        max_new_tokens=profile.max_completion_length,
-                                        temperature=profile.rl_temperature,
-                                        batch_size=max(1, profile.eval_batch_size // profile.rl_pass_rate_samples),
-                                        min_pairs=2 * profile.dpo_batch_size)
-        save_pairs(pairs, pairs_file)
-    state.wait_for_everyone()
-    dataset = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in read_jsonl(pairs_file)])
+    with distributed_state().main_process_first():
+        pairs = load_task("preferences", profile, split="train").select_columns(["prompt", "chosen", "rejected"])
     config = dpo_config(profile, run_dir, **batch_kwargs(args, profile.dpo_batch_size))
-    return run_dpo(policy, tokenizer, dataset, config, peft_config=lora_config())
+    return run_dpo(policy, tokenizer, pairs.shuffle(seed=0), config,
+                   peft_config=lora_config(target=profile.rl_lora_target))
 
 
-TRAIN = {"sft": train_sft, "reward_model": train_reward_model,
-         "grpo": functools.partial(train_rl, build_config=grpo_config, run=run_grpo),
-         "rloo": functools.partial(train_rl, build_config=rloo_config, run=run_rloo),
+TRAIN = {"sft": train_sft, "reward_model": train_reward_model, "grpo": train_grpo, "rloo": train_rloo,
          "dpo": train_dpo}
 
 

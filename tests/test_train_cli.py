@@ -90,3 +90,21 @@ def test_sft_then_grpo_train_on_two_gloo_processes(tmp_path):
     grpo_model = load_model(checkpoints / "grpo")
     assert not hasattr(grpo_model, "peft_config")  # merged: a plain model the next stage loads
     assert grpo_model.config.vocab_size == QWEN25_VOCAB_SIZE
+
+
+@pytest.mark.slow
+def test_rloo_and_dpo_train_on_instructions_from_the_initial_model(tmp_path, monkeypatch):
+    """Notebooks 6 and 7 as stages: RLOO needs the reward model and says so; both start from the initial model
+    (whatever SFT or GRPO checkpoint exists) and save a merged model where notebook 9 looks."""
+    from helpers import config
+    from helpers.models import load_model
+    from helpers.train import START_FROM, main
+
+    assert START_FROM["rloo"] == START_FROM["dpo"] == ()
+    monkeypatch.setattr(config, "CHECKPOINT_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="reward_model stage"):
+        main(["rloo", "--profile", "tiny", "--max-steps", "1"])
+    records = main(["reward_model", "rloo", "dpo", "--profile", "tiny", "--max-steps", "1"])
+    assert [r["steps"] for r in records] == [1, 1, 1]
+    for stage in ("rloo", "dpo"):
+        assert not hasattr(load_model(tmp_path / "tiny" / stage), "peft_config")  # merged

@@ -68,7 +68,7 @@ class Profile:
     rl_temperature: float
     rl_lora_target: str  # "attention" or "all-linear" (TRL's LoRA-without-regret guide: all linear layers for RL)
     rl_candidate_prompts: int  # training prompts whose pass rate is measured; GRPO and RLOO keep those with 0 < rate < 1
-    rl_pass_rate_samples: int  # samples per candidate prompt for that pass rate (DPO's on-policy pairs: the same k)
+    rl_pass_rate_samples: int  # samples per candidate prompt for that pass rate
     eval_samples: int  # sampled completions per held-out prompt for sampled accuracy and pass@k (notebook 5)
     # DPO / reward model
     dpo_steps: int
@@ -77,7 +77,8 @@ class Profile:
     reward_model_batch_size: int  # preference pairs per step
     reward_model_learning_rate: float  # LoRA + a fresh score head
     dpo_batch_size: int  # preference pairs per step
-    dpo_learning_rate: float  # LoRA
+    dpo_learning_rate: float  # LoRA on all linear layers
+    dpo_onpolicy_prompts: int  # training instructions the DPO start model answers 4 times for its on-policy pairs
     rloo_steps: int  # RLOO optimizer steps on instruction following (prompts and completions per step as GRPO)
     rloo_learning_rate: float  # LoRA on all linear layers
     # hardware
@@ -165,6 +166,7 @@ PROFILES: dict[str, Profile] = {
         reward_model_learning_rate=1e-3,
         dpo_batch_size=2,
         dpo_learning_rate=1e-3,
+        dpo_onpolicy_prompts=8,
         rloo_steps=2,
         rloo_learning_rate=1e-4,
         dtype="float32",
@@ -203,13 +205,14 @@ PROFILES: dict[str, Profile] = {
         rl_pass_rate_samples=4,
         eval_samples=4,
         rl_temperature=0.9,
-        dpo_steps=60,
+        dpo_steps=30,  # with dpo_batch_size and dpo_learning_rate: chosen on the validation split (README)
         reward_model_steps=120,
         reward_model_onpolicy_prompts=360,  # every training instruction: 1,440 answers, about 5 minutes
         reward_model_batch_size=4,
         reward_model_learning_rate=3e-4,
-        dpo_batch_size=2,
-        dpo_learning_rate=5e-5,
+        dpo_batch_size=4,
+        dpo_learning_rate=5e-4,
+        dpo_onpolicy_prompts=120,  # 480 answers: about 2 minutes, and 2 for the reward model to read them
         # chosen on the validation split (scripts/instruction_reward_study.py, README): the reward model's pairs, steps, lr
         rloo_steps=20,
         rloo_learning_rate=2e-4,
@@ -254,6 +257,7 @@ PROFILES: dict[str, Profile] = {
         reward_model_learning_rate=1e-4,
         dpo_batch_size=8,
         dpo_learning_rate=1e-5,
+        dpo_onpolicy_prompts=1000,
         rloo_steps=200,
         rloo_learning_rate=2e-5,
         dtype="bfloat16",

@@ -35,7 +35,7 @@ from helpers.generation import sample_completions
 from helpers.jsonl import append_jsonl, read_jsonl
 
 # Stages that can serve as teacher / starting point, best first (notebook 8 falls back along this list).
-TEACHER_PREFERENCE = ("grpo", "dpo", "sft")  # the math teacher: the first that exists (RLOO trains on instructions)
+TEACHER_PREFERENCE = ("grpo", "sft")  # the math teacher: the first that exists (RLOO and DPO train on instructions)
 
 ENV_BASE_URL = "TEACHER_BASE_URL"
 ENV_API_KEY = "TEACHER_API_KEY"

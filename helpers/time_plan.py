@@ -199,10 +199,16 @@ def _work(nb: _Notebook, name: str) -> None:
         nb.rl(p.rloo_steps, no_grad_passes=2)  # old and reference log-probs (beta 0.05)
         nb.sample(p.n_eval, cap, batch)  # after
     elif name == "07_dpo":
-        nb.start(loads=1, engines=2)  # the GRPO model (its greedy scores: cached), the merged DPO model
-        nb.sample(p.rl_candidate_prompts * p.rl_pass_rate_samples, cap, batch)  # on-policy pairs
-        nb.train(p.dpo_steps * p.dpo_batch_size * 2 * (lengths.prompt + nb.completion(cap)), no_grad_passes=1)
-        nb.sample(p.n_eval, budget, batch)  # after
+        # the initial model (its test answers: cached by notebook 6), the reward model, two fresh copies to train;
+        # engines: the two merged DPO models
+        nb.start(loads=4, engines=2)
+        validation = round(0.1 * p.n_instructions)
+        nb.sample(p.dpo_onpolicy_prompts * 4, cap, batch)  # on-policy pairs: 4 answers per instruction
+        nb.forward(p.dpo_onpolicy_prompts * 4 * nb.conversation())  # the reward model reads every answer
+        for _ in ("off-policy", "on-policy"):  # one DPO run per kind of pair, the reference's forward without grad
+            nb.train(p.dpo_steps * p.dpo_batch_size * 2 * (lengths.prompt + nb.completion(cap)), no_grad_passes=1)
+        nb.sample(validation, cap, batch)  # before, validation
+        nb.sample(2 * (validation + p.n_eval), cap, batch)  # after: both models, validation and test
     elif name == "08_rejection_sampling_and_distillation":
         nb.start(loads=8, engines=4)  # teacher x 2, student, 5 evaluated; engines: teacher, initial, distilled, RS-SFT
         nb.sample(p.rs_prompts * p.rs_samples, cap, batch)
@@ -215,9 +221,10 @@ def _work(nb: _Notebook, name: str) -> None:
                   + 2 * max(0, p.eval_math_prompts - p.n_eval), budget, batch)
     elif name == "09_evaluation":
         nb.start(loads=3 * STAGES + 2, engines=2 * STAGES)  # greedy per task, pass@k; a new engine per stage, twice
-        # math: sft, grpo and dpo scored by notebooks 5 and 7 up to n_eval rows, rs_sft and distilled by notebook 8; rloo
-        # (trained on instructions in notebook 6) on every row here. Countdown: notebook 3 scored half for initial and SFT
-        math_new = 3 * max(0, p.eval_math_prompts - p.n_eval) + p.eval_math_prompts
+        # math: sft and grpo scored by notebook 5 up to n_eval rows, rs_sft and distilled by notebook 8; rloo and dpo
+        # (trained on instructions in notebooks 6 and 7) on every row here. Countdown: notebook 3 scored half for
+        # initial and SFT
+        math_new = 2 * max(0, p.eval_math_prompts - p.n_eval) + 2 * p.eval_math_prompts
         countdown_new = 2 * max(0, p.eval_countdown_prompts - half) + (STAGES - 2) * p.eval_countdown_prompts
         nb.sample(math_new + countdown_new, budget, batch)
         nb.sample(STAGES * p.passk_prompts * p.passk_samples, budget, batch)  # pass@k, sampled fresh

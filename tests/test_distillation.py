@@ -45,10 +45,11 @@ def test_the_teacher_is_the_best_rl_checkpoint_then_the_initial_model(tmp_path, 
         (tmp_path / "tiny" / stage).mkdir(parents=True)
         (tmp_path / "tiny" / stage / "config.json").write_text("{}")
     (tmp_path / "tiny" / "grpo").mkdir()  # an empty folder (an interrupted save) does not count
-    assert best_checkpoint(profile) == ("dpo", str(tmp_path / "tiny" / "dpo"))
-    (tmp_path / "tiny" / "rloo").mkdir()  # RLOO trains on instructions (notebook 6): never the math teacher
+    # RLOO and DPO train on instructions (notebooks 6 and 7): never the math teacher
+    assert best_checkpoint(profile) == ("sft", str(tmp_path / "tiny" / "sft"))
+    (tmp_path / "tiny" / "rloo").mkdir()
     (tmp_path / "tiny" / "rloo" / "config.json").write_text("{}")
-    assert best_checkpoint(profile)[0] == "dpo"
+    assert best_checkpoint(profile)[0] == "sft"
     (tmp_path / "tiny" / "grpo" / "adapter_config.json").write_text("{}")
     assert best_checkpoint(profile)[0] == "grpo"
     assert best_checkpoint(profile, preference=("sft",))[0] == "sft"

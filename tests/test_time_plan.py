@@ -60,14 +60,14 @@ def test_notebook_5_by_hand():
 
 
 def test_notebook_9_generates_only_what_the_earlier_notebooks_did_not():
-    """Math rows up to n_eval were scored by notebooks 5 and 7 for sft, grpo and dpo (cached); each row past it costs
-    those three a completion each. The RLOO model, trained on instructions in notebook 6, is scored on every row."""
+    """Math rows up to n_eval were scored by notebook 5 for sft and grpo (cached); each row past it costs those two a
+    completion each. The RLOO and DPO models, trained on instructions in notebooks 6 and 7, are scored on every row."""
     def generated(eval_math_prompts):
         profile = dataclasses.replace(TINY_GPU, eval_math_prompts=eval_math_prompts)
         return time_plan(profile, ROUND, SHORT).loc["09_evaluation", "generated tokens (expected)"]
 
-    assert generated(TINY_GPU.n_eval) - generated(TINY_GPU.n_eval - 1) == 1 * 5  # rloo only
-    assert generated(TINY_GPU.n_eval + 3) - generated(TINY_GPU.n_eval) == 4 * 3 * 5  # 3 stages + rloo, 3 rows, 5 tokens
+    assert generated(TINY_GPU.n_eval) - generated(TINY_GPU.n_eval - 1) == 2 * 5  # rloo and dpo
+    assert generated(TINY_GPU.n_eval + 3) - generated(TINY_GPU.n_eval) == 4 * 3 * 5  # sft, grpo, rloo, dpo: 3 rows, 5 tokens
 
 
 def test_upper_bound_is_never_below_the_expected_case():

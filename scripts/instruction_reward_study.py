@@ -4,6 +4,7 @@ chosen on the validation split.
     .venv/bin/python scripts/instruction_reward_study.py samples
     .venv/bin/python scripts/instruction_reward_study.py rm --pairs both --rm-instructions 180 --rm-name both180
     .venv/bin/python scripts/instruction_reward_study.py rloo --rm-name both180 --steps 20 --name both180
+    .venv/bin/python scripts/instruction_reward_study.py kl --names both-b0.05 both360-lr2e-4-beta0.2 --betas 0.05 0.2
     .venv/bin/python scripts/instruction_reward_study.py dpo --pairs onpolicy --rm-name reward_model \
         --rm-instructions 120 --steps 30 --dpo-batch 4 --lr 5e-4 --name onpolicy120-s30-b4-lr5e-4
 
@@ -19,8 +20,10 @@ replaces its row), which notebook 6 shows. ``dpo``: DPO from the start model on 
 offline``) or on its own answers to the first ``--rm-instructions`` training instructions, best against worst by the
 reward model in ``checkpoints/<profile>/<--rm-name>`` (``onpolicy``; notebook 6's is ``reward_model``); the paired
 change of the checker's rate on the validation instructions goes to ``instruction_dpo_study.csv`` (notebook 7 and
-the README show it). Settings are chosen on the validation split; the test split is scored once, by notebooks 6 and
-7. Each command loads what the previous one wrote under ``checkpoints/<profile>/instruction_study``.
+the README show it). ``kl``: the probe curves of ``rloo`` runs with different ``--beta`` side by side, to
+``instruction_rloo_kl_curves.csv`` and ``figures/<profile>/06_rloo_kl_comparison.png``. Settings are chosen on the
+validation split; the test split is scored once, by notebooks 6 and 7. Each command loads what the previous one
+wrote under ``checkpoints/<profile>/instruction_study``.
 """
 
 from __future__ import annotations
@@ -228,9 +231,38 @@ def cmd_dpo(args, profile):
     pd.concat([table[table["name"] != args.name], pd.DataFrame([row])], ignore_index=True).to_csv(path, index=False)
 
 
+def cmd_kl(args, profile):
+    """The probe curves of RLOO runs that differ in the KL coefficient, side by side: the reward model's mean score
+    and the checker's rate on the validation instructions per step, to ``instruction_rloo_kl_curves.csv`` and
+    ``figures/<profile>/06_rloo_kl_comparison.png``."""
+    import matplotlib.pyplot as plt
+
+    from helpers.plotting import save_figure
+
+    if len(args.names) != len(args.betas):
+        raise SystemExit(f"--names and --betas pair up: got {len(args.names)} names and {len(args.betas)} betas")
+    curves = pd.concat([pd.read_csv(study_dir(profile) / f"curve_{name}.csv").assign(name=name, beta=beta)
+                        for name, beta in zip(args.names, args.betas)], ignore_index=True)
+    curves = curves.drop_duplicates(["name", "step"])  # a run whose last step was probed twice
+    curves.to_csv(profile.data_dir("processed") / "instruction_rloo_kl_curves.csv", index=False)
+    fig, (ax_rm, ax_checker) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for beta, curve in curves.groupby("beta"):
+        ax_rm.plot(curve["step"], curve["reward_model"], marker="o", label=f"beta = {beta:g}")
+        ax_checker.plot(curve["step"], curve["checker"], marker="s", label=f"beta = {beta:g}")
+    ax_rm.set(xlabel="RLOO step", ylabel="reward model's mean score", title="what RLOO is paid")
+    ax_checker.set(xlabel="RLOO step", ylabel="share of answers accepted", ylim=(0, 1), title="how the checker judges")
+    for ax in (ax_rm, ax_checker):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"RLOO with two KL coefficients, {profile.name}: validation instructions")
+    fig.tight_layout()
+    print(save_figure(fig, "06_rloo_kl_comparison", profile))
+    print(curves.round(3).to_string(index=False))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("cmd", choices=("samples", "rm", "rloo", "dpo"))
+    parser.add_argument("cmd", choices=("samples", "rm", "rloo", "dpo", "kl"))
     parser.add_argument("--profile", default=None)
     parser.add_argument("--k", type=int, default=4, help="samples: answers per instruction")
     parser.add_argument("--temperature", type=float, default=1.0, help="samples and rloo: sampling temperature")
@@ -243,16 +275,18 @@ def main():
     parser.add_argument("--lr", type=float, default=None, help="rloo: the profile's rloo_learning_rate by default")
     parser.add_argument("--every", type=int, default=4, help="rloo: steps between two probe measurements")
     parser.add_argument("--name", default="run", help="rloo and dpo: the row's name")
+    parser.add_argument("--names", nargs="*", default=[], help="kl: the rloo runs' names, whose curves are compared")
+    parser.add_argument("--betas", nargs="*", type=float, default=[], help="kl: each run's KL coefficient, in order")
     parser.add_argument("--min-margin", type=float, default=0.0, help="dpo: on-policy pairs' least reward-model gap")
     parser.add_argument("--dpo-batch", type=int, default=None, help="dpo: pairs per step (the profile's by default)")
     args = parser.parse_args()
     profile = get_profile(args.profile)
     args.rm_name = args.rm_name or args.pairs
-    if args.cmd != "dpo":  # dpo: the profile's dpo settings unless given
+    if args.cmd in ("rm", "rloo"):  # dpo: the profile's dpo settings unless given
         args.steps = args.steps or (100 if args.cmd == "rm" else profile.rloo_steps)
         args.lr = args.lr or profile.rloo_learning_rate
         args.beta = 0.05 if args.beta is None else args.beta
-    {"samples": cmd_samples, "rm": cmd_rm, "rloo": cmd_rloo, "dpo": cmd_dpo}[args.cmd](args, profile)
+    {"samples": cmd_samples, "rm": cmd_rm, "rloo": cmd_rloo, "dpo": cmd_dpo, "kl": cmd_kl}[args.cmd](args, profile)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ def grpo_sweep_markdown(path: Path) -> str:
     sweep = pd.read_csv(path)
     rows = [{"configuration": r["name"], "start model": r["start_model"], "training problems": int(r["train_prompts"]),
              "steps": int(r["steps"]),
-             "learning rate": r["lr"], "beta": r["beta"], "validation problems": int(r["validation_problems"]),
+             "learning rate": r["lr"], "beta": r["beta"], "temperature": r["temperature"],
+             "validation problems": int(r["validation_problems"]),
              "greedy": _change(r, "greedy"), "sampled": _change(r, "sampled")} for _, r in sweep.iterrows()]
     return markdown_table(pd.DataFrame(rows), float_format="{:g}", index=False)
 

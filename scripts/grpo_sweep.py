@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--target", default="all-linear", choices=["attention", "all-linear"])
     parser.add_argument("--max-completion", type=int, default=64)
     parser.add_argument("--beta", type=float, default=0.0)
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="sampling temperature of the filter, training and sampled scores (default: the profile's)")
     parser.add_argument("--eval-samples", type=int, default=4)
     parser.add_argument("--trained", default=None,
                         help="a model already trained with these settings (e.g. notebook 5's checkpoints/cpu/grpo): "
@@ -53,7 +55,9 @@ def main() -> None:
 
     # the sweep's sampling settings, as a profile: the start model's measurements then come from the same
     # generation cache as the notebooks' (free the second time)
-    profile = dataclasses.replace(get_profile(args.profile), rl_candidate_prompts=args.candidates,
+    base = get_profile(args.profile)
+    profile = dataclasses.replace(base, rl_temperature=args.temperature or base.rl_temperature,
+                                  rl_candidate_prompts=args.candidates,
                                   rl_pass_rate_samples=args.k, max_completion_length=args.max_completion,
                                   eval_samples=args.eval_samples)
     sft_dir = profile.checkpoint_dir / "sft"

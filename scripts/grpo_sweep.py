@@ -34,13 +34,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", required=True)
     parser.add_argument("--profile", default=None)
-    parser.add_argument("--candidates", type=int, default=128, help="training prompts whose pass rate is measured")
+    parser.add_argument("--candidates", type=int, default=None,
+                        help="training prompts whose pass rate is measured (default: the profile's)")
     parser.add_argument("--k", type=int, default=4, help="samples per candidate prompt for its pass rate")
     parser.add_argument("--no-filter", action="store_true", help="train on every candidate prompt")
-    parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the profile's)")
     parser.add_argument("--prompts-per-step", type=int, default=4)
     parser.add_argument("--generations", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the profile's)")
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--target", default="all-linear", choices=["attention", "all-linear"])
     parser.add_argument("--max-completion", type=int, default=64)
@@ -56,8 +57,12 @@ def main() -> None:
     # the sweep's sampling settings, as a profile: the start model's measurements then come from the same
     # generation cache as the notebooks' (free the second time)
     base = get_profile(args.profile)
-    profile = dataclasses.replace(base, rl_temperature=args.temperature or base.rl_temperature,
-                                  rl_candidate_prompts=args.candidates,
+    # unset settings are the profile's, named in the row so that it still reads right after the profile changes
+    args.candidates = args.candidates or base.rl_candidate_prompts
+    args.steps = args.steps or base.rl_steps
+    args.lr = args.lr or base.rl_learning_rate
+    args.temperature = args.temperature or base.rl_temperature
+    profile = dataclasses.replace(base, rl_temperature=args.temperature, rl_candidate_prompts=args.candidates,
                                   rl_pass_rate_samples=args.k, max_completion_length=args.max_completion,
                                   eval_samples=args.eval_samples)
     sft_dir = profile.checkpoint_dir / "sft"
@@ -73,8 +78,10 @@ def main() -> None:
     if args.no_filter:
         chosen = candidates
     else:
-        pass_rate, chosen = pass_rate_filter(model, tokenizer, candidates, profile)
+        pass_rate, mixed = pass_rate_filter(model, tokenizer, candidates, profile)
         record["pass_rate_hist"] = pass_rate.value_counts().sort_index().to_dict()
+        # as notebook 5 and helpers.train do: too few mixed problems for one step (tiny's random model) -> every candidate
+        chosen = mixed if len(mixed) >= args.prompts_per_step else candidates
     record["train_prompts"] = len(chosen)
     record["filter_min"] = (time.perf_counter() - t0) / 60
     before = math_scores(model, tokenizer, validation, profile)

@@ -67,7 +67,7 @@ class Profile:
     rl_prompts_per_step: int  # prompts per optimizer step; each gets num_generations completions
     rl_temperature: float
     rl_lora_target: str  # "attention" or "all-linear" (TRL's LoRA-without-regret guide: all linear layers for RL)
-    rl_candidate_prompts: int  # training prompts whose pass rate is measured; GRPO and RLOO keep those with 0 < rate < 1
+    rl_candidate_prompts: int  # math training prompts whose pass rate is measured; GRPO keeps those with 0 < rate < 1
     rl_pass_rate_samples: int  # samples per candidate prompt for that pass rate
     eval_samples: int  # sampled completions per held-out prompt for sampled accuracy and pass@k (notebook 5)
     # DPO / reward model

@@ -310,7 +310,7 @@ def pass_rate_filter(model, tokenizer: PreTrainedTokenizerBase, candidates: list
     once and offline): ``profile.rl_pass_rate_samples`` samples per candidate at the training temperature and
     completion cap; a problem is kept when its pass rate is strictly between 0 and 1, the only problems whose
     groups carry a gradient. Returns the pass rate per candidate and the kept rows. Cached like ``math_scores``,
-    so GRPO (notebook 5), RLOO (6) and DPO (7) select from the same measurement."""
+    so notebook 5, ``helpers.train grpo`` and ``scripts/grpo_sweep.py`` select from the same measurement."""
     _, scored = pass_at_k_curve(model, tokenizer, candidates, profile.rl_pass_rate_samples, (1,),
                                 profile.max_completion_length, temperature=profile.rl_temperature,
                                 batch_size=profile.eval_batch_size, cache_dir=profile.generation_cache_dir)

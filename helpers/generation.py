@@ -73,6 +73,12 @@ def sampler(model) -> Iterator:
         return
     with torch.no_grad():
         bf16_copy = copy.deepcopy(model)
+        for module in bf16_copy.modules():
+            # a trainer patches the forward with instance attributes (accelerate's bf16 autocast, TRL's fused LM head)
+            # whose closures call the *original* model: copied, they would sample from the float32 training weights
+            # with LoRA dropout on. Dropped, the copy runs its class's forward on its own weights.
+            module.__dict__.pop("forward", None)
+            module.__dict__.pop("_original_forward", None)
         if hasattr(bf16_copy, "merge_and_unload"):  # a PEFT model: one plain network, as generation needs
             bf16_copy = bf16_copy.merge_and_unload()
         bf16_copy = bf16_copy.to(torch.bfloat16).eval()

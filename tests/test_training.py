@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+from contextlib import contextmanager
 
 import pandas as pd
 import pytest
@@ -321,20 +322,31 @@ def test_grpo_samples_from_the_bf16_copy_where_bf16_is_native(tokenizer, tmp_pat
     from helpers.rewards import math_accuracy_reward
 
     monkeypatch.setattr(generation, "cpu_bf16_enabled", lambda: True)
-    copies = []
+    copies, policy_layer_calls_while_sampling = [], []
     real_sampler = generation.sampler
 
+    @contextmanager
     def counting_sampler(model):
         copies.append(model)
-        return real_sampler(model)
+        calls, layer = [], model.get_base_model().model.layers[0]
+        # the copy inherits the hook: count only the calls that ran the policy's own layer
+        hook = layer.register_forward_pre_hook(lambda module, args: calls.append(module is layer))
+        try:
+            with real_sampler(model) as decoder:
+                yield decoder
+        finally:
+            hook.remove()
+            policy_layer_calls_while_sampling.append(sum(calls))
 
     monkeypatch.setattr(training, "sampler", counting_sampler)
     rows = [{"prompt": task_prompt({"prompt": f"What is {a} + 1?"}), "answer": str(a + 1)} for a in range(4)]
-    config = grpo_config(get_profile("tiny"), tmp_path / "grpo", max_steps=2, bf16=False, disable_tqdm=True)
+    # bf16 autocast, so that accelerate wraps the policy's forward as it does in the course's runs
+    config = grpo_config(get_profile("tiny"), tmp_path / "grpo", max_steps=2, bf16=True, disable_tqdm=True)
     trainer = run_grpo(load_model("tiny"), tokenizer, Dataset.from_list(rows), [math_accuracy_reward], config,
                        peft_config=lora_config(r=4, alpha=8))
     assert trainer.state.global_step == 2
     assert len(copies) == 2 and all(policy is trainer.model for policy in copies)
+    assert policy_layer_calls_while_sampling == [0, 0]  # the copy sampled; the training weights were never run
     assert "generate" not in vars(trainer.model)  # the instance attribute set for sampling is gone
 
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from helpers.generation import decoding_kwargs, end_of_turn_ids, sampler
+from helpers.generation import decode, end_of_turn_ids, sampler
 
 # TRL adds this to the standard deviation before dividing, so a group whose completions all got
 # the same reward (std 0) gets advantage 0 instead of 0/0.
@@ -274,12 +274,11 @@ def sample_group(model, tokenizer, prompt: list[dict], group_size: int, max_new_
     encoded = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(next(model.parameters()).device)
     stop_ids = end_of_turn_ids(tokenizer)
     with sampler(model) as decoder:  # a bf16 copy on a CPU with native bf16; the loss uses ``model`` itself
-        output = decoder.generate(**encoded, **decoding_kwargs(True, temperature), max_new_tokens=max_new_tokens,
-                                  num_return_sequences=group_size, eos_token_id=stop_ids,
-                                  pad_token_id=tokenizer.pad_token_id)
+        completion = decode(decoder, encoded["input_ids"], encoded["attention_mask"], max_new_tokens, stop_ids,
+                            tokenizer.pad_token_id, do_sample=True, temperature=temperature, copies=group_size)
     prompt_length = encoded["input_ids"].shape[1]
-    completion = output[:, prompt_length:]
-    # Keep tokens up to and including the first end-of-turn token; generate pads the rest.
+    output = torch.cat([encoded["input_ids"].expand(group_size, -1), completion], dim=1)
+    # Keep tokens up to and including the first end-of-turn token; decode pads the rest.
     is_stop = torch.isin(completion, torch.tensor(stop_ids, device=completion.device))
     after_stop = (is_stop.cumsum(dim=1) - is_stop.long()) > 0
     completion_mask = ~after_stop

@@ -178,7 +178,7 @@ def _work(nb: _Notebook, name: str) -> None:
     elif name == "05_grpo":
         nb.start(loads=1, engines=2)  # the SFT model, then the merged GRPO model
         nb.sample(min(p.rl_candidate_prompts, math_train) * p.rl_pass_rate_samples, cap, batch * p.rl_pass_rate_samples)
-        nb.sample(p.num_generations, cap, p.num_generations, peft=True)  # 5.3's group: model.generate
+        nb.sample(p.num_generations, cap, p.num_generations, peft=True)  # 5.3's group: helpers.rl.sample_group
         nb.sample(10 * 2 * p.num_generations, cap, 2 * p.num_generations, peft=True)  # GRPO by hand, 10 steps
         nb.sample(half, budget, batch)  # before, greedy: the half of the rows notebook 3 did not score
         nb.sample(p.n_eval * p.eval_samples, cap, batch * p.eval_samples)  # before, sampled

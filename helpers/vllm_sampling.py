@@ -1,6 +1,6 @@
 """The course's own sampling on vLLM: ``helpers.generation.generate`` hands its prompts here on a GPU.
 
-Why: ``model.generate`` decodes a padded batch step by step; vLLM schedules every sequence on its own (paged KV
+Why: ``helpers.generation.decode`` decodes a padded batch step by step; vLLM schedules every sequence on its own (paged KV
 cache, CUDA graphs, prompts shared by the ``n`` samples of a prompt read once) and samples 10x+ faster on the
 ``gpu`` profile. TRL's GRPO/RLOO trainers already generate with vLLM; the evaluations, pass@k, the pass-rate
 filter, DPO's on-policy pairs and rejection sampling go through ``generate`` and come here.
@@ -8,7 +8,7 @@ filter, DPO's on-policy pairs and rejection sampling go through ``generate`` and
 What is mapped, so that the two paths decode the same way (``helpers.generation.decoding_kwargs``):
 
 - the prompts: the same chat-rendered texts, tokenized as ``generate`` tokenizes them (no special tokens added)
-  and handed over as token ids, so vLLM reads exactly the prompt ``model.generate`` would;
+  and handed over as token ids, so vLLM reads exactly the prompt ``decode`` would;
 - greedy: ``temperature=0``; sampling: ``temperature``, ``top_p``, ``top_k=-1`` (off), ``min_p=0``. Both set
   ``repetition_penalty=1.0``, so nothing comes from the checkpoint's ``generation_config.json`` (vLLM only takes
   its eos ids, which ``end_of_turn_ids`` holds anyway);
@@ -16,7 +16,7 @@ What is mapped, so that the two paths decode the same way (``helpers.generation.
 - ``n=num_return_sequences``, returned as ``generate`` returns them: the ``n`` completions of a prompt one after
   another (greedy asks for one and repeats it: the ``n`` argmax decodings are the same text);
 - seeds: each prompt's sampling seed is drawn from torch's random state, so ``seed_everything(seed)`` before a
-  call makes it repeatable here as it does for ``model.generate`` (the texts differ between the two paths).
+  call makes it repeatable here as it does for ``decode`` (the texts differ between the two paths).
 
 The engine is built from a folder: the weights in memory may be a freshly trained, merged policy, so the model and
 tokenizer are saved once to a temporary folder per ``weights_fingerprint``; one engine is kept alive and freed
@@ -24,7 +24,7 @@ when the weights change (``release_engine`` frees it by hand, e.g. before a trai
 It takes ``COURSE_VLLM_MEMORY`` (default 0.3) of the GPU's memory, since the transformers model stays beside it.
 
 Switch it off with ``COURSE_VLLM=0``. Used only when the model is on CUDA, ``vllm`` is importable and the model is
-not a PEFT model (an unmerged adapter stays on ``model.generate``). Tested only against a fake ``vllm`` module
+not a PEFT model (an unmerged adapter stays on ``decode``). Tested only against a fake ``vllm`` module
 (``tests/test_vllm_sampling.py``: the arguments LLM and SamplingParams receive, the order of the outputs, one
 engine per fingerprint); it has not run on a GPU with the real vLLM.
 """

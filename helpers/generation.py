@@ -148,7 +148,7 @@ class PreallocatedLayer(DynamicLayer):
         self.key_buffer[:, :, self.length:end] = key_states
         self.value_buffer[:, :, self.length:end] = value_states
         self.length = end
-        self.keys, self.values = self.key_buffer[:, :, :end], self.value_buffer[:, :, :end]
+        self._show_filled()
         return self.keys, self.values
 
     def get_seq_length(self) -> int:
@@ -157,10 +157,14 @@ class PreallocatedLayer(DynamicLayer):
     def batch_repeat_interleave(self, repeats: int) -> None:
         self.key_buffer = self.key_buffer.repeat_interleave(repeats, dim=0)
         self.value_buffer = self.value_buffer.repeat_interleave(repeats, dim=0)
-        self.keys, self.values = self.key_buffer[:, :, :self.length], self.value_buffer[:, :, :self.length]
+        self._show_filled()
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
+        self._show_filled()
+
+    def _show_filled(self) -> None:
+        """``keys`` and ``values`` as attention and transformers read them: views of the buffers' filled part."""
         self.keys, self.values = self.key_buffer[:, :, :self.length], self.value_buffer[:, :, :self.length]
 
 

@@ -229,6 +229,30 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new
     return tokens
 
 
+def decode_as_generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, generation_config,
+                       **other_inputs) -> torch.Tensor:
+    """``model.generate(input_ids, attention_mask, generation_config=...)`` answered by ``decode``: the prompt ids
+    followed by the new ones, as TRL's GRPO and RLOO trainers expect. TRL repeats each prompt ``num_generations``
+    times in a row; ``decode`` reads it once and copies its cache. Settings ``decode`` does not implement (top-k,
+    min-p, a repetition penalty, beams, suppressed tokens, extra model inputs) go to ``model.generate``."""
+    config = generation_config
+    plain = (not other_inputs and (config.num_beams or 1) == 1 and not config.top_k and not config.min_p
+             and (config.repetition_penalty or 1.0) == 1.0 and not config.suppress_tokens)
+    if not plain:
+        return model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
+                              **other_inputs)
+    copies = 1  # rows equal to row 0 in a row; trusted only if every prompt repeats that many times
+    while copies < len(input_ids) and torch.equal(input_ids[copies], input_ids[0]):
+        copies += 1
+    if len(input_ids) % copies or not torch.equal(input_ids, input_ids[::copies].repeat_interleave(copies, 0)):
+        copies = 1
+    stop_ids = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
+    new_tokens = decode(model, input_ids[::copies], attention_mask[::copies], config.max_new_tokens, stop_ids,
+                        config.pad_token_id, bool(config.do_sample), config.temperature or 1.0, config.top_p or 1.0,
+                        copies=copies)
+    return torch.cat([input_ids, new_tokens], dim=1)
+
+
 def weights_fingerprint(model) -> str:
     """A hash of every weight and its name: the same weights, in memory or reloaded from disk, give the
     same fingerprint; one changed value gives another. About a second for a 135M-parameter model."""

@@ -6,6 +6,7 @@ decides the numbers per profile, so every notebook trains the same way on a lapt
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import shutil
 import tempfile
@@ -22,7 +23,7 @@ from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 from helpers import vllm_sampling
 from helpers.config import Profile, cpu_bf16_enabled, get_profile
-from helpers.generation import sampler, samples_in_bf16
+from helpers.generation import decode_as_generate, sampler, samples_in_bf16
 from helpers.models import holds_model
 
 # transformers deprecated `is_gradient_checkpointing`, which PEFT reads when it wraps a model and TRL when it
@@ -255,7 +256,8 @@ def grpo_config(profile: Profile, output_dir: str | Path, **overrides) -> GRPOCo
 
 class SamplesInBf16:
     """For TRL's GRPO and RLOO trainers: sample each step's completions from ``generation.sampler``'s bf16 copy of
-    the current policy where the CPU has native bf16. TRL's ``model.generate`` path samples from the float32
+    the current policy where the CPU has native bf16, with the course's decoding loop
+    (``generation.decode_as_generate``). TRL's ``model.generate`` path samples from the float32
     training weights (its bf16 autocast covers only the loss), and sampling is half of a step on a CPU. No
     importance-sampling correction is applied (TRL applies one to vLLM's samples): most tokens' probabilities agree
     closely, a few do not (``scripts/bf16_sampling_gap.py`` measures it)."""
@@ -265,7 +267,8 @@ class SamplesInBf16:
         if not samples_in_bf16(policy):
             return super()._generate_single_turn(*args, **kwargs)
         with sampler(policy) as decoder:
-            policy.generate = decoder.generate  # an instance attribute shadows the method for this call only
+            # an instance attribute shadows the method for this call only
+            policy.generate = functools.partial(decode_as_generate, decoder)
             try:
                 return super()._generate_single_turn(*args, **kwargs)
             finally:

@@ -1,9 +1,11 @@
-"""``helpers.generation.decode``: the same tokens as ``model.generate``, and samples from the right distribution."""
+"""``helpers.generation.decode``: the same tokens as ``model.generate``, and samples from the right distribution;
+``decode_as_generate`` answers a trainer's ``generate`` call with it."""
 
 import pytest
 import torch
+from transformers import GenerationConfig
 
-from helpers.generation import decode, decoding_kwargs, next_tokens
+from helpers.generation import decode, decode_as_generate, decoding_kwargs, next_tokens
 from helpers.models import load_model, load_tokenizer
 
 
@@ -69,3 +71,44 @@ def test_top_p_keeps_the_smallest_set_of_tokens_that_reaches_it():
 def test_greedy_is_the_argmax():
     logits = torch.tensor([[0.1, 2.0, -1.0], [3.0, 0.0, 2.9]])
     assert next_tokens(logits, do_sample=False).tolist() == [1, 0]
+
+
+def first_forward_batch_sizes(model, call):
+    """The batch size of every forward pass of ``model`` while ``call()`` runs, and its result."""
+    sizes = []
+    hook = model.register_forward_pre_hook(lambda module, args, kwargs: sizes.append(len(kwargs["input_ids"])),
+                                           with_kwargs=True)
+    try:
+        return call(), sizes
+    finally:
+        hook.remove()
+
+
+def test_decode_as_generate_answers_a_trainers_generate_call_reading_each_repeated_prompt_once(model_and_batch):
+    model, tokenizer, batch = model_and_batch
+    # as TRL calls it: each prompt twice in a row, prompt ids returned in front of the new ones
+    repeated = {name: tensor.repeat_interleave(2, dim=0) for name, tensor in batch.items()}
+    config = GenerationConfig(max_new_tokens=6, do_sample=False, eos_token_id=[tokenizer.eos_token_id],
+                              pad_token_id=tokenizer.pad_token_id)
+    with torch.inference_mode():
+        expected = model.generate(**repeated, generation_config=config)
+    got, sizes = first_forward_batch_sizes(model, lambda: decode_as_generate(model, **repeated, generation_config=config))
+    assert torch.equal(got, expected[:, :got.shape[1]])
+    assert sizes[0] == 3  # the three distinct prompts were read once each, not twice
+    # prompts that do not repeat in equal runs are decoded row by row
+    uneven = {name: tensor[[0, 0, 1]] for name, tensor in batch.items()}
+    got, sizes = first_forward_batch_sizes(model, lambda: decode_as_generate(model, **uneven, generation_config=config))
+    assert sizes[0] == 3 and torch.equal(got[:, :uneven["input_ids"].shape[1]], uneven["input_ids"])
+
+
+def test_decode_as_generate_leaves_settings_it_does_not_implement_to_generate():
+    class StandIn:
+        def generate(self, **kwargs):
+            self.called_with = kwargs
+            return "generate's answer"
+
+    stand_in, ids = StandIn(), torch.ones(2, 3, dtype=torch.long)
+    for setting in ({"top_k": 20}, {"min_p": 0.1}, {"repetition_penalty": 1.1}, {"suppress_tokens": [5]}):
+        config = GenerationConfig(max_new_tokens=4, do_sample=True, **setting)
+        assert decode_as_generate(stand_in, ids, ids, config) == "generate's answer"
+        assert stand_in.called_with["generation_config"] is config

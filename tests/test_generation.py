@@ -73,7 +73,7 @@ def test_greedy_is_the_argmax():
     assert next_tokens(logits, do_sample=False).tolist() == [1, 0]
 
 
-def first_forward_batch_sizes(model, call):
+def forward_batch_sizes(model, call):
     """The batch size of every forward pass of ``model`` while ``call()`` runs, and its result."""
     sizes = []
     hook = model.register_forward_pre_hook(lambda module, args, kwargs: sizes.append(len(kwargs["input_ids"])),
@@ -92,12 +92,12 @@ def test_decode_as_generate_answers_a_trainers_generate_call_reading_each_repeat
                               pad_token_id=tokenizer.pad_token_id)
     with torch.inference_mode():
         expected = model.generate(**repeated, generation_config=config)
-    got, sizes = first_forward_batch_sizes(model, lambda: decode_as_generate(model, **repeated, generation_config=config))
+    got, sizes = forward_batch_sizes(model, lambda: decode_as_generate(model, **repeated, generation_config=config))
     assert torch.equal(got, expected[:, :got.shape[1]])
     assert sizes[0] == 3  # the three distinct prompts were read once each, not twice
     # prompts that do not repeat in equal runs are decoded row by row
     uneven = {name: tensor[[0, 0, 1]] for name, tensor in batch.items()}
-    got, sizes = first_forward_batch_sizes(model, lambda: decode_as_generate(model, **uneven, generation_config=config))
+    got, sizes = forward_batch_sizes(model, lambda: decode_as_generate(model, **uneven, generation_config=config))
     assert sizes[0] == 3 and torch.equal(got[:, :uneven["input_ids"].shape[1]], uneven["input_ids"])
 
 

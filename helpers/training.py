@@ -25,6 +25,7 @@ from helpers import vllm_sampling
 from helpers.config import Profile, cpu_bf16_enabled, get_profile
 from helpers.generation import decode_as_generate, sampler, samples_in_bf16
 from helpers.models import holds_model
+from helpers.prompt_once import ReadsEachPromptOnce
 
 # transformers deprecated `is_gradient_checkpointing`, which PEFT reads when it wraps a model and TRL when it
 # generates: library-internal, nothing a learner can change, so it is not shown in the notebooks.
@@ -275,8 +276,9 @@ class SamplesInBf16:
                 del policy.generate
 
 
-class CourseGRPOTrainer(SamplesInBf16, GRPOTrainer):
-    """TRL's GRPOTrainer, sampling as ``SamplesInBf16`` says."""
+class CourseGRPOTrainer(SamplesInBf16, ReadsEachPromptOnce, GRPOTrainer):
+    """TRL's GRPOTrainer, sampling as ``SamplesInBf16`` says and scoring each prompt's completions with the prompt
+    read once (``prompt_once.ReadsEachPromptOnce``)."""
 
 
 def run_grpo(model, tokenizer, train_dataset, reward_funcs: list, config: GRPOConfig,
@@ -343,8 +345,8 @@ def run_reward_model(model, tokenizer, train_dataset, config: RewardConfig,
     return train_with_history(trainer, resume_from)
 
 
-class CourseRLOOTrainer(SamplesInBf16, RLOOTrainer):
-    """TRL's RLOOTrainer, sampling as ``SamplesInBf16`` says."""
+class CourseRLOOTrainer(SamplesInBf16, ReadsEachPromptOnce, RLOOTrainer):
+    """TRL's RLOOTrainer, sampling and scoring as ``CourseGRPOTrainer``."""
 
 
 def rloo_config(profile: Profile, output_dir: str | Path, **overrides) -> RLOOConfig:

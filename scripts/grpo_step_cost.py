@@ -8,26 +8,42 @@ step is a warm-up and is not counted. CPU-seconds are the process's CPU time (al
 does not depend on how many cores there are. bf16 is measured too (autocast for the loss, a bf16 copy of the
 policy for sampling: what the course does where ``helpers.config.cpu_bf16_enabled``), and labelled with whether
 this CPU has native bf16: without AMX or AVX512-BF16 it is emulated. The float32 rows switch bf16 off with
-``COURSE_CPU_BF16=0``, so both ways are measured on the same machine in one run.
+``COURSE_CPU_BF16=0``, so both ways are measured on the same machine in one run. The rows without "prompt read
+once" score completions as TRL does, each row reading its prompt again (``helpers.prompt_once``).
 Writes ``data/processed/<profile>/grpo_step_cost.csv``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 
 import pandas as pd
 from datasets import Dataset
 from transformers import TrainerCallback
+from trl import GRPOTrainer
 
 from helpers.chat import task_prompt
 from helpers.config import cpu_has_native_bf16, get_profile, seed_everything
 from helpers.data import load_task
 from helpers.models import load_model, load_tokenizer
 from helpers.rewards import format_reward, math_accuracy_reward
-from helpers.training import grpo_config, lora_config, run_grpo
+from helpers.training import CourseGRPOTrainer, grpo_config, lora_config, run_grpo
+
+
+@contextlib.contextmanager
+def prompt_read_per_completion(switched_on: bool):
+    """TRL's own scoring, where each completion's row reads its prompt again, instead of the course's
+    (``helpers.prompt_once``): the method the course's trainer overrides, restored for the block."""
+    if switched_on:
+        CourseGRPOTrainer._get_per_token_logps_and_entropies = GRPOTrainer._get_per_token_logps_and_entropies
+    try:
+        yield
+    finally:
+        if switched_on:
+            del CourseGRPOTrainer._get_per_token_logps_and_entropies
 
 
 class StepClock(TrainerCallback):
@@ -44,10 +60,12 @@ class StepClock(TrainerCallback):
 
 
 SETTINGS = {
-    # name: (prompts per step, completions per prompt, max completion tokens, LoRA target, bf16)
-    "before: 2 x 8, 96 tokens, attention LoRA, fp32": (2, 8, 96, "attention", False),
-    "after: 4 x 4, 64 tokens, all-linear LoRA, fp32": (4, 4, 64, "all-linear", False),
-    "after, bf16 (autocast loss, bf16 sampling copy)": (4, 4, 64, "all-linear", True),
+    # name: (prompts per step, completions per prompt, max completion tokens, LoRA target, bf16, prompt read once)
+    "before: 2 x 8, 96 tokens, attention LoRA, fp32": (2, 8, 96, "attention", False, False),
+    "4 x 4, 64 tokens, all-linear LoRA, fp32": (4, 4, 64, "all-linear", False, False),
+    "4 x 4, fp32, prompt read once": (4, 4, 64, "all-linear", False, True),
+    "4 x 4, bf16 (autocast loss, bf16 sampling copy)": (4, 4, 64, "all-linear", True, False),
+    "4 x 4, bf16, prompt read once (the course's step)": (4, 4, 64, "all-linear", True, True),
 }
 EMULATED_BF16_STEPS = 2  # without native bf16 a step takes minutes: one warm-up step and one timed step
 
@@ -68,18 +86,19 @@ def main() -> None:
     out = profile.data_dir("processed") / "grpo_step_cost.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     results = []
-    for name, (prompts, generations, max_tokens, target, bf16) in SETTINGS.items():
+    for name, (prompts, generations, max_tokens, target, bf16, prompt_once) in SETTINGS.items():
         os.environ["COURSE_CPU_BF16"] = "1" if bf16 else "0"  # the sampling copy follows the same switch
         seed_everything()
         steps = EMULATED_BF16_STEPS if bf16 and not native else args.steps
         config = grpo_config(profile, profile.checkpoint_dir / "step_cost_run", max_steps=steps,
                              num_generations=generations, per_device_train_batch_size=prompts * generations,
-                             max_completion_length=max_tokens, learning_rate=5e-4, bf16=bf16, save_strategy="no",
+                             max_completion_length=max_tokens, bf16=bf16, save_strategy="no",
                              reward_weights=[1.0, 0.2], logging_steps=1)
         clock = StepClock()
         model = load_model(start)
-        trainer = run_grpo(model, tokenizer, dataset, [math_accuracy_reward, format_reward], config,
-                           peft_config=lora_config(target=target), callbacks=[clock])
+        with prompt_read_per_completion(not prompt_once):
+            trainer = run_grpo(model, tokenizer, dataset, [math_accuracy_reward, format_reward], config,
+                               peft_config=lora_config(target=target), callbacks=[clock])
         counted = [(b, e) for b, e in zip(clock.marks[0::2], clock.marks[1::2])][1:]
         wall = sum(e[1] - b[1] for b, e in counted)
         cpu = sum(e[2] - b[2] for b, e in counted)

@@ -220,9 +220,15 @@ def test_grpo_config_builds_on_every_profile(name, tmp_path):
 
 
 @pytest.mark.slow
-def test_grpo_trains_on_math_rewards_and_logs_the_curves(tokenizer, tmp_path):
+def test_grpo_trains_on_math_rewards_and_logs_the_curves(tokenizer, tmp_path, monkeypatch):
+    from helpers import prompt_once
     from helpers.chat import task_prompt
     from helpers.rewards import format_reward, math_accuracy_reward
+
+    scored_rows = []  # the rows the trainer scored with each prompt read once (helpers.prompt_once)
+    read_once = prompt_once.completion_logps_reading_prompts_once
+    monkeypatch.setattr(prompt_once, "completion_logps_reading_prompts_once",
+                        lambda model, ids, *args: scored_rows.append(len(ids)) or read_once(model, ids, *args))
 
     rows = [{"prompt": task_prompt({"prompt": f"What is {a} + 1?"}), "answer": str(a + 1)} for a in range(8)]
     config = grpo_config(get_profile("tiny"), tmp_path / "grpo", max_steps=2, save_steps=1, beta=0.02,
@@ -234,6 +240,8 @@ def test_grpo_trains_on_math_rewards_and_logs_the_curves(tokenizer, tmp_path):
     for column in ("reward", "rewards/math_accuracy_reward/mean", "completions/mean_length", "kl", "frac_reward_zero_std"):
         assert column in history and history[column].notna().sum() == 2, column
     assert (tmp_path / "grpo" / COMPLETED_MARKER).exists()
+    # each step scores its 4 completions (2 prompts x 2) twice: the policy's, and the reference's for the KL term
+    assert scored_rows == [4] * 4
 
 
 def test_trl_defaults_the_notebooks_teach():

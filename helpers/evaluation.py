@@ -319,6 +319,13 @@ def pass_rate_filter(model, tokenizer: PreTrainedTokenizerBase, candidates: list
     return pass_rate, kept
 
 
+def training_problems(kept: list[dict], candidates: list[dict], at_least: int) -> list[dict]:
+    """The problems RL trains on: those ``pass_rate_filter`` kept, or every candidate when fewer than ``at_least``
+    (one step's prompts) were kept, as with ``tiny``'s random model, which solves nothing: training on every
+    candidate beats training on nothing."""
+    return kept if len(kept) >= at_least else candidates
+
+
 def leaderboard_wide(results: list[dict], metrics: tuple[str, ...] = ("accuracy", "format_rate")) -> pd.DataFrame:
     """One row per model (in the order first seen) with ``status`` and a ``<task> <metric>`` column per task
     and metric. ``status`` is ``ok`` (evaluated on every task), ``missing`` (on none: no checkpoint) or

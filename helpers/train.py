@@ -27,7 +27,7 @@ from peft import PeftModel
 from helpers.chat import row_prompt, task_prompt, to_prompt_completion
 from helpers.config import PROFILES, Profile, get_profile, seed_everything
 from helpers.data import load_task
-from helpers.evaluation import pass_rate_filter
+from helpers.evaluation import pass_rate_filter, training_problems
 from helpers.models import holds_model, load_model, load_tokenizer, merge_lora, save_model, stage_checkpoint
 from helpers.preferences import RewardModelReward, load_reward_model
 from helpers.rewards import format_reward, math_accuracy_reward
@@ -106,7 +106,7 @@ def rl_dataset(policy, tokenizer, profile: Profile) -> Dataset:
     math_train = load_task("math", profile, split="train")
     candidates = list(math_train.select(range(min(profile.rl_candidate_prompts, len(math_train)))))
     _, mixed = pass_rate_filter(policy, tokenizer, candidates, profile)
-    rows = mixed if len(mixed) >= profile.rl_prompts_per_step else candidates
+    rows = training_problems(mixed, candidates, profile.rl_prompts_per_step)
     return Dataset.from_list([{"prompt": task_prompt(row), "answer": row["answer"]} for row in rows])
 
 

@@ -23,7 +23,7 @@ from datasets import Dataset
 from helpers.chat import task_prompt
 from helpers.config import get_profile, seed_everything
 from helpers.data import load_task
-from helpers.evaluation import math_scores, paired_comparison, pass_rate_filter
+from helpers.evaluation import math_scores, paired_comparison, pass_rate_filter, training_problems
 from helpers.generation import weights_fingerprint
 from helpers.models import load_model, load_tokenizer, merge_lora
 from helpers.rewards import format_reward, math_accuracy_reward
@@ -80,8 +80,7 @@ def main() -> None:
     else:
         pass_rate, mixed = pass_rate_filter(model, tokenizer, candidates, profile)
         record["pass_rate_hist"] = pass_rate.value_counts().sort_index().to_dict()
-        # as notebook 5 and helpers.train do: too few mixed problems for one step (tiny's random model) -> every candidate
-        chosen = mixed if len(mixed) >= args.prompts_per_step else candidates
+        chosen = training_problems(mixed, candidates, args.prompts_per_step)  # as notebook 5 and helpers.train choose
     record["train_prompts"] = len(chosen)
     record["filter_min"] = (time.perf_counter() - t0) / 60
     before = math_scores(model, tokenizer, validation, profile)

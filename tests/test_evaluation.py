@@ -450,3 +450,13 @@ def test_sampler_hands_out_a_merged_bf16_copy_only_where_bf16_is_native(bf16, mo
     texts = generation.generate(policy, load_tokenizer("tiny"), [[{"role": "user", "content": "1+1?"}]],
                                 max_new_tokens=4, progress=False)
     assert len(texts) == 1 and isinstance(texts[0], str)
+
+
+def test_training_problems_are_the_kept_ones_unless_too_few_for_a_step():
+    from helpers.evaluation import training_problems
+
+    candidates = [{"prompt": str(i)} for i in range(6)]
+    kept = candidates[1:4]
+    assert training_problems(kept, candidates, at_least=3) is kept
+    assert training_problems(kept, candidates, at_least=4) is candidates  # fewer than one step's prompts
+    assert training_problems([], candidates, at_least=1) is candidates

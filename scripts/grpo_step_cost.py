@@ -34,16 +34,14 @@ from helpers.training import CourseGRPOTrainer, grpo_config, lora_config, run_gr
 
 
 @contextlib.contextmanager
-def prompt_read_per_completion(switched_on: bool):
+def scoring_as_trl():
     """TRL's own scoring, where each completion's row reads its prompt again, instead of the course's
     (``helpers.prompt_once``): the method the course's trainer overrides, restored for the block."""
-    if switched_on:
-        CourseGRPOTrainer._get_per_token_logps_and_entropies = GRPOTrainer._get_per_token_logps_and_entropies
+    CourseGRPOTrainer._get_per_token_logps_and_entropies = GRPOTrainer._get_per_token_logps_and_entropies
     try:
         yield
     finally:
-        if switched_on:
-            del CourseGRPOTrainer._get_per_token_logps_and_entropies
+        del CourseGRPOTrainer._get_per_token_logps_and_entropies
 
 
 class StepClock(TrainerCallback):
@@ -96,7 +94,7 @@ def main() -> None:
                              reward_weights=[1.0, 0.2], logging_steps=1)
         clock = StepClock()
         model = load_model(start)
-        with prompt_read_per_completion(not prompt_once):
+        with contextlib.nullcontext() if prompt_once else scoring_as_trl():
             trainer = run_grpo(model, tokenizer, dataset, [math_accuracy_reward, format_reward], config,
                                peft_config=lora_config(target=target), callbacks=[clock])
         counted = [(b, e) for b, e in zip(clock.marks[0::2], clock.marks[1::2])][1:]

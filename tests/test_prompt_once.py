@@ -45,6 +45,17 @@ def grouped_batch(copies=3, vocab=200):
     return input_ids, torch.cat([prompt_mask, completion_mask], dim=1), 6
 
 
+def embedding_input_shapes(policy, call):
+    """The shape of every batch of token ids ``policy`` embeds while ``call()`` runs, and its result."""
+    shapes = []
+    handle = policy.get_base_model().model.embed_tokens.register_forward_hook(
+        lambda module, args, output: shapes.append(tuple(args[0].shape)))
+    try:
+        return shapes, call()
+    finally:
+        handle.remove()
+
+
 def lora_gradients(model, loss):
     model.zero_grad()
     loss.backward()
@@ -94,13 +105,8 @@ def test_log_probs_entropies_and_gradients_match_trl(policy, rows):
 
 def test_prompt_read_once_in_the_first_pass(policy):
     input_ids, mask, completion_length = grouped_batch(copies=3)
-    seen = []
-    handle = policy.get_base_model().model.embed_tokens.register_forward_hook(
-        lambda module, args, output: seen.append(tuple(args[0].shape)))
-    try:
-        completion_logps_reading_prompts_once(policy, input_ids[SHUFFLED], mask[SHUFFLED], completion_length)
-    finally:
-        handle.remove()
+    seen, _ = embedding_input_shapes(policy, lambda: completion_logps_reading_prompts_once(
+        policy, input_ids[SHUFFLED], mask[SHUFFLED], completion_length))
     # the distinct prompts but their last token, then every row's last prompt token and completion
     assert seen == [(2, 4), (6, 1 + completion_length)]
 
@@ -110,13 +116,7 @@ def test_rows_that_share_no_prompt_go_to_trl(policy):
     rows = [0, 3]  # one completion of each prompt: nothing to share
     expected, _, _ = TRLScoring()._get_per_token_logps_and_entropies(policy, input_ids[rows], mask[rows],
                                                                       completion_length)
-    seen = []
-    handle = policy.get_base_model().model.embed_tokens.register_forward_hook(
-        lambda module, args, output: seen.append(tuple(args[0].shape)))
-    try:
-        logps, entropies, _ = CourseScoring()._get_per_token_logps_and_entropies(policy, input_ids[rows], mask[rows],
-                                                                                 completion_length)
-    finally:
-        handle.remove()
+    seen, (logps, entropies, _) = embedding_input_shapes(policy, lambda: CourseScoring()._get_per_token_logps_and_entropies(
+        policy, input_ids[rows], mask[rows], completion_length))
     assert seen == [(2, input_ids.shape[1])] and entropies is None  # one pass over the full rows: TRL's
     assert torch.equal(logps, expected)

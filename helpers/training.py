@@ -26,6 +26,7 @@ from helpers.config import Profile, cpu_bf16_enabled, get_profile
 from helpers.generation import decode_as_generate, sampler, samples_in_bf16
 from helpers.models import holds_model
 from helpers.prompt_once import ReadsEachPromptOnce
+from helpers.signal_rows import ScoresOnlyRowsWithSignal
 
 # transformers deprecated `is_gradient_checkpointing`, which PEFT reads when it wraps a model and TRL when it
 # generates: library-internal, nothing a learner can change, so it is not shown in the notebooks.
@@ -276,9 +277,9 @@ class SamplesInBf16:
                 del policy.generate
 
 
-class CourseGRPOTrainer(SamplesInBf16, ReadsEachPromptOnce, GRPOTrainer):
-    """TRL's GRPOTrainer, sampling as ``SamplesInBf16`` says and scoring each prompt's completions with the prompt
-    read once (``prompt_once.ReadsEachPromptOnce``)."""
+class CourseGRPOTrainer(SamplesInBf16, ReadsEachPromptOnce, ScoresOnlyRowsWithSignal, GRPOTrainer):
+    """TRL's GRPOTrainer, sampling as ``SamplesInBf16`` says, scoring only the completions with a learning signal
+    (``signal_rows.ScoresOnlyRowsWithSignal``), each prompt read once (``prompt_once.ReadsEachPromptOnce``)."""
 
 
 def run_grpo(model, tokenizer, train_dataset, reward_funcs: list, config: GRPOConfig,

@@ -9,7 +9,8 @@ does not depend on how many cores there are. bf16 is measured too (autocast for 
 policy for sampling: what the course does where ``helpers.config.cpu_bf16_enabled``), and labelled with whether
 this CPU has native bf16: without AMX or AVX512-BF16 it is emulated. The float32 rows switch bf16 off with
 ``COURSE_CPU_BF16=0``, so both ways are measured on the same machine in one run. The rows without "prompt read
-once" score completions as TRL does, each row reading its prompt again (``helpers.prompt_once``).
+once" score completions as TRL does, each row reading its prompt again (``helpers.prompt_once``); the rows without
+"only rows with signal" score every completion, also those whose group all scored the same (``helpers.signal_rows``).
 Writes ``data/processed/<profile>/grpo_step_cost.csv``.
 """
 
@@ -34,14 +35,17 @@ from helpers.training import CourseGRPOTrainer, grpo_config, lora_config, run_gr
 
 
 @contextlib.contextmanager
-def scoring_as_trl():
-    """TRL's own scoring, where each completion's row reads its prompt again, instead of the course's
-    (``helpers.prompt_once``): the method the course's trainer overrides, restored for the block."""
-    CourseGRPOTrainer._get_per_token_logps_and_entropies = GRPOTrainer._get_per_token_logps_and_entropies
+def as_trl(*methods: str):
+    """TRL's own ``methods`` instead of the course's overrides, for the block: ``_get_per_token_logps_and_entropies``
+    (each completion's row reads its prompt again, not ``helpers.prompt_once``), ``_compute_loss`` (every completion
+    scored, not only those with a learning signal, ``helpers.signal_rows``)."""
+    for method in methods:
+        setattr(CourseGRPOTrainer, method, getattr(GRPOTrainer, method))
     try:
         yield
     finally:
-        del CourseGRPOTrainer._get_per_token_logps_and_entropies
+        for method in methods:
+            delattr(CourseGRPOTrainer, method)
 
 
 class StepClock(TrainerCallback):
@@ -57,13 +61,17 @@ class StepClock(TrainerCallback):
         self.marks.append(("end", time.perf_counter(), time.process_time()))
 
 
+SCORING = "_get_per_token_logps_and_entropies"  # the prompt read once
+LOSS = "_compute_loss"  # only the completions with a learning signal scored
 SETTINGS = {
-    # name: (prompts per step, completions per prompt, max completion tokens, LoRA target, bf16, prompt read once)
-    "before: 2 x 8, 96 tokens, attention LoRA, fp32": (2, 8, 96, "attention", False, False),
-    "4 x 4, 64 tokens, all-linear LoRA, fp32": (4, 4, 64, "all-linear", False, False),
-    "4 x 4, fp32, prompt read once": (4, 4, 64, "all-linear", False, True),
-    "4 x 4, bf16 (autocast loss, bf16 sampling copy)": (4, 4, 64, "all-linear", True, False),
-    "4 x 4, bf16, prompt read once (the course's step)": (4, 4, 64, "all-linear", True, True),
+    # name: (prompts per step, completions per prompt, max completion tokens, LoRA target, bf16, TRL's methods used)
+    "before: 2 x 8, 96 tokens, attention LoRA, fp32": (2, 8, 96, "attention", False, (SCORING, LOSS)),
+    "4 x 4, 64 tokens, all-linear LoRA, fp32": (4, 4, 64, "all-linear", False, (SCORING, LOSS)),
+    "4 x 4, fp32, prompt read once": (4, 4, 64, "all-linear", False, (LOSS,)),
+    "4 x 4, fp32, prompt read once, only rows with signal": (4, 4, 64, "all-linear", False, ()),
+    "4 x 4, bf16 (autocast loss, bf16 sampling copy)": (4, 4, 64, "all-linear", True, (SCORING, LOSS)),
+    "4 x 4, bf16, prompt read once": (4, 4, 64, "all-linear", True, (LOSS,)),
+    "4 x 4, bf16, prompt read once, only rows with signal (the course's step)": (4, 4, 64, "all-linear", True, ()),
 }
 EMULATED_BF16_STEPS = 2  # without native bf16 a step takes minutes: one warm-up step and one timed step
 
@@ -84,7 +92,7 @@ def main() -> None:
     out = profile.data_dir("processed") / "grpo_step_cost.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     results = []
-    for name, (prompts, generations, max_tokens, target, bf16, prompt_once) in SETTINGS.items():
+    for name, (prompts, generations, max_tokens, target, bf16, trl_methods) in SETTINGS.items():
         os.environ["COURSE_CPU_BF16"] = "1" if bf16 else "0"  # the sampling copy follows the same switch
         seed_everything()
         steps = EMULATED_BF16_STEPS if bf16 and not native else args.steps
@@ -94,7 +102,7 @@ def main() -> None:
                              reward_weights=[1.0, 0.2], logging_steps=1)
         clock = StepClock()
         model = load_model(start)
-        with contextlib.nullcontext() if prompt_once else scoring_as_trl():
+        with as_trl(*trl_methods):
             trainer = run_grpo(model, tokenizer, dataset, [math_accuracy_reward, format_reward], config,
                                peft_config=lora_config(target=target), callbacks=[clock])
         counted = [(b, e) for b, e in zip(clock.marks[0::2], clock.marks[1::2])][1:]
@@ -105,6 +113,8 @@ def main() -> None:
         results.append({"setting": name, "native bf16": native if bf16 else None, "steps timed": len(counted),
                         "completions per step": prompts * generations,
                         "mean completion tokens": round(tokens["completions/mean_length"].iloc[1:].mean(), 1),
+                        # what "only rows with signal" skips: these prompts are not filtered by pass rate
+                        "groups without signal": round(tokens["frac_reward_zero_std"].iloc[1:].mean(), 2),
                         "s per step": round(wall / len(counted), 1),
                         "completions per CPU-second": round(completions / cpu, 3),
                         "completions per wall-second": round(completions / wall, 3)})

@@ -4,6 +4,7 @@ the rows dropped are not run through the model."""
 import pytest
 import torch
 from datasets import Dataset
+from test_prompt_once import SHUFFLED, grouped_batch, lora_gradients  # one batch and one gradient helper for both tests
 from trl import GRPOTrainer
 
 from helpers.config import get_profile
@@ -34,15 +35,14 @@ def trainer(tmp_path_factory):
 
 
 def step_inputs(advantages):
-    """Two left-padded prompts with three right-padded completions each, rows shuffled as TRL shuffles them."""
-    torch.manual_seed(1)
-    prompt_ids = torch.tensor([[11, 12, 13, 14, 15], [0, 0, 21, 22, 23]]).repeat_interleave(3, 0)
-    completion_mask = (torch.arange(6)[None] < torch.tensor([6, 2, 4, 1, 6, 3])[:, None]).long()
-    order = torch.tensor([3, 0, 5, 1, 4, 2])
-    return {"prompt_ids": prompt_ids[order], "prompt_mask": (prompt_ids[order] != 0).long(),
-            "completion_ids": (torch.randint(1, 200, (6, 6)) * completion_mask)[order],
-            "completion_mask": completion_mask[order], "advantages": torch.tensor(advantages),
-            "num_items_in_batch": completion_mask.sum()}
+    """``test_prompt_once``'s two left-padded prompts with three right-padded completions each, rows shuffled as TRL
+    shuffles them, split into the inputs TRL's GRPO trainer hands its loss."""
+    input_ids, mask, completion_length = grouped_batch(copies=3)
+    input_ids, mask = input_ids[SHUFFLED], mask[SHUFFLED]
+    prompt, completion = slice(None, -completion_length), slice(-completion_length, None)
+    return {"prompt_ids": input_ids[:, prompt], "prompt_mask": mask[:, prompt],
+            "completion_ids": input_ids[:, completion], "completion_mask": mask[:, completion],
+            "advantages": torch.tensor(advantages), "num_items_in_batch": mask[:, completion].sum()}
 
 
 def loss_gradients_and_rows_scored(trainer, compute_loss, inputs):
@@ -51,18 +51,15 @@ def loss_gradients_and_rows_scored(trainer, compute_loss, inputs):
     trainer._get_per_token_logps_and_entropies = lambda model, input_ids, *args, **kwargs: (
         rows_scored.append(len(input_ids)) or score(model, input_ids, *args, **kwargs))
     try:
-        trainer.model.zero_grad()
         loss = compute_loss(trainer.model, inputs)
-        loss.backward()
     finally:
         del trainer._get_per_token_logps_and_entropies
-    gradients = [p.grad.clone() for p in trainer.model.parameters() if p.requires_grad]
-    return loss.detach(), gradients, rows_scored
+    return loss.detach(), lora_gradients(trainer.model, loss), rows_scored
 
 
 @pytest.mark.parametrize("advantages, rows_kept", [
-    ([0.0, 0.0, 1.1, 0.0, -0.5, -0.6], 3),  # the first prompt's group all agreed
-    ([0.7, 0.0, -1.2, 0.0, 0.0, 0.5], 3),
+    ([1.1, 0.0, -0.5, 0.0, -0.6, 0.0], 3),  # SHUFFLED puts the first prompt's rows at 1, 3, 5: its group all agreed
+    ([0.7, 0.0, -1.2, 0.0, 0.0, 0.5], 3),  # rows at their group's mean, inside groups that did not agree
 ])
 def test_loss_and_gradients_are_trls_from_fewer_rows(trainer, advantages, rows_kept):
     trainer.model.eval()  # no dropout, so both computations see one network
@@ -89,7 +86,7 @@ def test_with_a_kl_term_every_row_is_scored(trainer, monkeypatch):
     """With ``beta > 0`` a row of advantage 0 still pulls toward the reference model: nothing may be dropped."""
     trainer.model.eval()
     monkeypatch.setattr(trainer, "beta", 0.04)
-    inputs = step_inputs([0.0, 0.0, 1.1, 0.0, -0.5, -0.6])
+    inputs = step_inputs([1.1, 0.0, -0.5, 0.0, -0.6, 0.0])
     inputs["ref_per_token_logps"] = torch.full((6, 6), -3.0)
     _, _, rows = loss_gradients_and_rows_scored(trainer, trainer._compute_loss, inputs)
     assert rows == [6]

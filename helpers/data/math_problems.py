@@ -188,7 +188,12 @@ _MATH_TEMPLATES: dict[int, tuple[Callable[[random.Random], tuple[str, list[_Step
     2: (_change_2, _trip_2, _share_2, _ages_2, _plain_2),
     3: (_discount_3, _average_speed_3, _ages_3, _fractions_3, _bakery_3),
 }
-_DIFFICULTY_WEIGHTS = (0.4, 0.35, 0.25)  # easy problems first: a 135M model must get some right under RL
+# The mix sits at the SFT model's edge of competence, where RL has something to sharpen. Measured on cpu (notebook 5
+# of 0.16.0, 256 training problems, 4 samples each at temperature 0.6): difficulty 1 had 53 of 108 problems with a
+# mixed pass rate, difficulty 2 had 11 of 86 and difficulty 3 had 1 of 62 (61 never solved). With (0.4, 0.35, 0.25)
+# three fifths of the held-out problems were out of the model's reach, so no RL run could move them; the hard tiers
+# stay, smaller, to show where the model's reach ends.
+_DIFFICULTY_WEIGHTS = (0.6, 0.3, 0.1)
 
 
 def sample_math_problems(n: int, seed: int) -> list[_MathProblem]:

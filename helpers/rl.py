@@ -273,7 +273,7 @@ def sample_group(model, tokenizer, prompt: list[dict], group_size: int, max_new_
     text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
     encoded = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(next(model.parameters()).device)
     stop_ids = end_of_turn_ids(tokenizer)
-    with sampler(model) as decoder:  # a bf16 copy on a CPU with native bf16; the loss uses ``model`` itself
+    with sampler(model) as decoder:  # a merged copy (bf16 where native); the loss uses ``model`` itself
         completion = decode(decoder, encoded["input_ids"], encoded["attention_mask"], max_new_tokens, stop_ids,
                             tokenizer.pad_token_id, do_sample=True, temperature=temperature, copies=group_size)
     prompt_length = encoded["input_ids"].shape[1]

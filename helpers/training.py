@@ -23,7 +23,7 @@ from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 from helpers import vllm_sampling
 from helpers.config import Profile, cpu_bf16_enabled, get_profile
-from helpers.generation import decode_as_generate, sampler, samples_in_bf16
+from helpers.generation import decode_as_generate, sampler, samples_from_a_copy
 from helpers.models import holds_model
 from helpers.prompt_once import ReadsEachPromptOnce
 from helpers.signal_rows import ScoresOnlyRowsWithSignal
@@ -256,17 +256,18 @@ def grpo_config(profile: Profile, output_dir: str | Path, **overrides) -> GRPOCo
     return GRPOConfig(**kwargs)
 
 
-class SamplesInBf16:
-    """For TRL's GRPO and RLOO trainers: sample each step's completions from ``generation.sampler``'s bf16 copy of
-    the current policy where the CPU has native bf16, with the course's decoding loop
-    (``generation.decode_as_generate``). TRL's ``model.generate`` path samples from the float32
-    training weights (its bf16 autocast covers only the loss), and sampling is half of a step on a CPU. No
-    importance-sampling correction is applied (TRL applies one to vLLM's samples): most tokens' probabilities agree
-    closely, a few do not (``scripts/bf16_sampling_gap.py`` measures it)."""
+class SamplesFromAPlainCopy:
+    """For TRL's GRPO and RLOO trainers on a CPU: sample each step's completions from ``generation.sampler``'s copy
+    of the current policy (LoRA merged in, eval mode, bf16 where the CPU has native bf16) with the course's decoding
+    loop (``generation.decode_as_generate``). TRL's ``model.generate`` path samples from the training model itself:
+    the float32 weights with the adapter unmerged and LoRA dropout on (TRL does not switch to eval mode), each
+    prompt read once per completion. Sampling is half of a step on a CPU. No importance-sampling correction is
+    applied for the bf16 copy (TRL applies one to vLLM's samples): most tokens' probabilities agree closely, a few
+    do not (``scripts/bf16_sampling_gap.py`` measures it)."""
 
     def _generate_single_turn(self, *args, **kwargs):
         policy = self.accelerator.unwrap_model(self.model_wrapped)  # what TRL's generation unwraps and calls
-        if not samples_in_bf16(policy):
+        if not samples_from_a_copy(policy):
             return super()._generate_single_turn(*args, **kwargs)
         with sampler(policy) as decoder:
             # an instance attribute shadows the method for this call only
@@ -277,8 +278,8 @@ class SamplesInBf16:
                 del policy.generate
 
 
-class CourseGRPOTrainer(SamplesInBf16, ReadsEachPromptOnce, ScoresOnlyRowsWithSignal, GRPOTrainer):
-    """TRL's GRPOTrainer, sampling as ``SamplesInBf16`` says, scoring only the completions with a learning signal
+class CourseGRPOTrainer(SamplesFromAPlainCopy, ReadsEachPromptOnce, ScoresOnlyRowsWithSignal, GRPOTrainer):
+    """TRL's GRPOTrainer, sampling as ``SamplesFromAPlainCopy`` says, scoring only the completions with a learning signal
     (``signal_rows.ScoresOnlyRowsWithSignal``), each prompt read once (``prompt_once.ReadsEachPromptOnce``)."""
 
 
@@ -346,7 +347,7 @@ def run_reward_model(model, tokenizer, train_dataset, config: RewardConfig,
     return train_with_history(trainer, resume_from)
 
 
-class CourseRLOOTrainer(SamplesInBf16, ReadsEachPromptOnce, RLOOTrainer):
+class CourseRLOOTrainer(SamplesFromAPlainCopy, ReadsEachPromptOnce, RLOOTrainer):
     """TRL's RLOOTrainer, sampling and scoring as ``CourseGRPOTrainer``."""
 
 

@@ -200,7 +200,7 @@ def test_generation_cache_skips_a_line_cut_short(tmp_path):
 # --------------------------------------------------------------------------------------------
 # paired_comparison: counts and the bootstrap interval
 # --------------------------------------------------------------------------------------------
-from helpers.evaluation import describe_change, paired_comparison, save_stage_result  # noqa: E402
+from helpers.evaluation import change_verdict, describe_change, paired_comparison, save_stage_result  # noqa: E402
 
 
 def test_paired_comparison_by_hand():
@@ -243,6 +243,14 @@ def test_describe_change_calls_a_gain_only_outside_zero():
     assert describe_change({"before": 0.3, "after": 0.32, "ci_low": -0.02, "ci_high": 0.06}).endswith(
         "no measurable change")
     assert describe_change({"before": 0.3, "after": 0.2, "ci_low": -0.15, "ci_high": -0.05}).endswith("a loss")
+
+
+def test_change_verdict_at_the_interval_edges():
+    """An interval that touches 0 is not a gain or a loss: only one that excludes it."""
+    assert change_verdict({"ci_low": 0.0, "ci_high": 0.1}) == "no measurable change"
+    assert change_verdict({"ci_low": -0.1, "ci_high": 0.0}) == "no measurable change"
+    assert change_verdict({"ci_low": 0.005, "ci_high": 0.1}) == "a gain"
+    assert change_verdict({"ci_low": -0.1, "ci_high": -0.005}) == "a loss"
 
 
 def test_save_stage_result_replaces_its_own_row(tmp_path, monkeypatch):
@@ -426,9 +434,10 @@ def test_evaluate_model_asks_instruction_rows_without_the_r1_system_prompt_and_c
 
 
 @pytest.mark.parametrize("bf16", [False, True])
-def test_sampler_hands_out_a_merged_bf16_copy_only_where_bf16_is_native(bf16, monkeypatch):
-    """Where the CPU has native bf16, sampling uses a bf16 copy with the LoRA adapter merged in; the float32 model
-    that training updates is left as it was, and the generation cache keeps the two decoders' completions apart."""
+def test_sampler_hands_out_a_merged_copy_in_bf16_only_where_bf16_is_native(bf16, monkeypatch):
+    """Sampling uses a copy with the LoRA adapter merged in, in eval mode, in bf16 where the CPU has native bf16;
+    the float32 model that training updates is left as it was, and the generation cache keeps the bf16 copy's
+    completions apart."""
     import helpers.generation as generation
     from helpers.training import lora_config
 
@@ -439,12 +448,12 @@ def test_sampler_hands_out_a_merged_bf16_copy_only_where_bf16_is_native(bf16, mo
     fingerprint = generation.cache_fingerprint(policy)
     assert fingerprint.endswith("-bf16") is bf16
     with generation.sampler(policy) as decoder:
-        if not bf16:
-            assert decoder is policy
-        else:
-            assert decoder is not policy
-            assert {p.dtype for p in decoder.parameters()} == {torch.bfloat16}
-            assert not any("lora" in name for name, _ in decoder.named_parameters())  # merged: a plain network
+        assert decoder is not policy and not decoder.training
+        assert {p.dtype for p in decoder.parameters()} == {torch.bfloat16 if bf16 else torch.float32}
+        assert not any("lora" in name for name, _ in decoder.named_parameters())  # merged: a plain network
+    plain = load_model("tiny")
+    with generation.sampler(plain) as decoder:
+        assert (decoder is plain) is not bf16  # a plain float32 model samples as it is where bf16 is not native
     assert {p.dtype for p in policy.parameters()} == {torch.float32}
     assert any("lora" in name for name, _ in policy.named_parameters())
     texts = generation.generate(policy, load_tokenizer("tiny"), [[{"role": "user", "content": "1+1?"}]],

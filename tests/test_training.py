@@ -321,15 +321,16 @@ def test_the_bar_replaces_the_notebook_callback_only():
 
 
 @pytest.mark.slow
-def test_grpo_samples_from_the_bf16_copy_where_bf16_is_native(tokenizer, tmp_path, monkeypatch):
-    """The trainer's own sampling goes through ``generation.sampler`` (a bf16 copy of the current policy on a CPU
-    with native bf16), once per step, and the policy's ``generate`` is its own again afterwards."""
+@pytest.mark.parametrize("bf16", [False, True])
+def test_grpo_samples_from_a_plain_copy_of_the_policy(bf16, tokenizer, tmp_path, monkeypatch):
+    """The trainer's own sampling goes through ``generation.sampler`` (a merged copy of the current policy, in bf16
+    on a CPU with native bf16), once per step, and the policy's ``generate`` is its own again afterwards."""
     import helpers.generation as generation
     import helpers.training as training
     from helpers.chat import task_prompt
     from helpers.rewards import math_accuracy_reward
 
-    monkeypatch.setattr(generation, "cpu_bf16_enabled", lambda: True)
+    monkeypatch.setattr(generation, "cpu_bf16_enabled", lambda: bf16)
     copies, policy_layer_calls_while_sampling = [], []
     real_sampler = generation.sampler
 
@@ -349,7 +350,7 @@ def test_grpo_samples_from_the_bf16_copy_where_bf16_is_native(tokenizer, tmp_pat
     monkeypatch.setattr(training, "sampler", counting_sampler)
     rows = [{"prompt": task_prompt({"prompt": f"What is {a} + 1?"}), "answer": str(a + 1)} for a in range(4)]
     # bf16 autocast, so that accelerate wraps the policy's forward as it does in the course's runs
-    config = grpo_config(get_profile("tiny"), tmp_path / "grpo", max_steps=2, bf16=True, disable_tqdm=True)
+    config = grpo_config(get_profile("tiny"), tmp_path / "grpo", max_steps=2, bf16=bf16, disable_tqdm=True)
     trainer = run_grpo(load_model("tiny"), tokenizer, Dataset.from_list(rows), [math_accuracy_reward], config,
                        peft_config=lora_config(r=4, alpha=8))
     assert trainer.state.global_step == 2

@@ -75,6 +75,8 @@ BLOCKS = {
     "leaderboard": ("leaderboard.md", lambda path: path.read_text(encoding="utf-8")),
     "grpo-step-cost": ("grpo_step_cost.csv",
                        lambda path: markdown_table(pd.read_csv(path, index_col=0), float_format="{:.3g}")),
+    "grpo-step-cost-fp32": ("grpo_step_cost_fp32.csv",
+                            lambda path: markdown_table(pd.read_csv(path, index_col=0), float_format="{:.3g}")),
     "grpo-sweep": ("grpo_sweep.csv", grpo_sweep_markdown),
     "instruction-rloo-study": ("instruction_rloo_study.csv", instruction_study_markdown),
     "instruction-dpo-study": ("instruction_dpo_study.csv", dpo_study_markdown),

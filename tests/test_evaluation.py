@@ -272,7 +272,8 @@ def test_save_stage_result_replaces_its_own_row(tmp_path, monkeypatch):
     assert list(table["metric"]) == ["greedy", "greedy", "sampled"]
 
 
-@pytest.mark.parametrize("name", ["stage-results", "leaderboard", "grpo-step-cost", "grpo-sweep", "bf16-sampling-gap"])
+@pytest.mark.parametrize("name", ["stage-results", "leaderboard", "grpo-step-cost", "grpo-step-cost-fp32", "grpo-sweep",
+                                  "bf16-sampling-gap"])
 def test_readme_results_come_from_the_committed_result_files(name):
     """Each README result block is what ``helpers.readme`` renders from the committed file, so it cannot go stale."""
     from helpers.readme import BLOCKS, README, RESULTS_DIR, block

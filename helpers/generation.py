@@ -25,6 +25,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 
 from helpers.config import DEFAULT_SEED, cpu_bf16_enabled, seed_everything
 from helpers.jsonl import append_jsonl, read_jsonl
+from helpers.prompt_once import distinct_prompts
 
 
 def end_of_turn_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -167,11 +168,6 @@ class PreallocatedLayer(DynamicLayer):
     def get_seq_length(self) -> int:
         return self.length
 
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        self.key_buffer = self.key_buffer.repeat_interleave(repeats, dim=0)
-        self.value_buffer = self.value_buffer.repeat_interleave(repeats, dim=0)
-        self._show_filled()
-
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
         self._show_filled()
@@ -201,9 +197,10 @@ def next_tokens(logits: torch.Tensor, do_sample: bool, temperature: float = 1.0,
 @torch.inference_mode()
 def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int, stop_ids: list[int],
            pad_id: int, do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-           copies: int = 1) -> torch.Tensor:
+           copies: int = 1, prompt_of_row: torch.Tensor | None = None) -> torch.Tensor:
     """The decoding loop: ``copies`` completions of each left-padded prompt, as new token ids padded with
-    ``pad_id`` after each row's stop token (shape ``[rows * copies, steps]``).
+    ``pad_id`` after each row's stop token (shape ``[rows * copies, steps]``). With ``prompt_of_row`` instead, one
+    completion per entry, of the prompt it indexes (in any order, as ``prompt_once.distinct_prompts`` gives it).
 
     Three things make it cheaper than ``model.generate`` on a CPU, with the same result: each prompt is read once and
     its key/value cache copied ``copies`` times (``generate`` reads a prompt of 130 tokens once per copy); the cache
@@ -216,10 +213,11 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, past_key_values=cache,
                    use_cache=True, logits_to_keep=1).logits[:, -1]
-    if copies > 1:
-        cache.batch_repeat_interleave(copies)
-        logits, attention_mask = logits.repeat_interleave(copies, 0), attention_mask.repeat_interleave(copies, 0)
-        positions = positions.repeat_interleave(copies, 0)
+    if prompt_of_row is None:
+        prompt_of_row = torch.arange(len(input_ids), device=input_ids.device).repeat_interleave(copies)
+    if not torch.equal(prompt_of_row, torch.arange(len(input_ids), device=input_ids.device)):
+        cache.batch_select_indices(prompt_of_row)  # each prompt's cache copied to the rows that continue it
+        logits, attention_mask, positions = logits[prompt_of_row], attention_mask[prompt_of_row], positions[prompt_of_row]
     rows = logits.shape[0]
     tokens = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=input_ids.device)
     live = torch.arange(rows, device=input_ids.device)  # the rows still in the batch, by their output index
@@ -246,7 +244,7 @@ def decode_as_generate(model, input_ids: torch.Tensor, attention_mask: torch.Ten
                        **other_inputs) -> torch.Tensor:
     """``model.generate(input_ids, attention_mask, generation_config=...)`` answered by ``decode``: the prompt ids
     followed by the new ones, as TRL's GRPO and RLOO trainers expect. TRL repeats each prompt ``num_generations``
-    times in a row; ``decode`` reads it once and copies its cache. Settings ``decode`` does not implement (top-k,
+    times; ``decode`` reads each distinct prompt once and copies its cache to the rows that repeat it. Settings ``decode`` does not implement (top-k,
     min-p, a repetition penalty, beams, suppressed tokens, extra model inputs) go to ``model.generate``."""
     config = generation_config
     plain = (not other_inputs and (config.num_beams or 1) == 1 and not config.top_k and not config.min_p
@@ -254,15 +252,11 @@ def decode_as_generate(model, input_ids: torch.Tensor, attention_mask: torch.Ten
     if not plain:
         return model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
                               **other_inputs)
-    copies = 1  # rows equal to row 0 in a row; trusted only if every prompt repeats that many times
-    while copies < len(input_ids) and torch.equal(input_ids[copies], input_ids[0]):
-        copies += 1
-    if len(input_ids) % copies or not torch.equal(input_ids, input_ids[::copies].repeat_interleave(copies, 0)):
-        copies = 1
+    first_rows, prompt_of_row = distinct_prompts(input_ids, attention_mask, completion_length=0)
     stop_ids = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
-    new_tokens = decode(model, input_ids[::copies], attention_mask[::copies], config.max_new_tokens, stop_ids,
+    new_tokens = decode(model, input_ids[first_rows], attention_mask[first_rows], config.max_new_tokens, stop_ids,
                         config.pad_token_id, bool(config.do_sample), config.temperature or 1.0, config.top_p or 1.0,
-                        copies=copies)
+                        prompt_of_row=prompt_of_row)
     return torch.cat([input_ids, new_tokens], dim=1)
 
 

@@ -95,10 +95,13 @@ def test_decode_as_generate_answers_a_trainers_generate_call_reading_each_repeat
     got, sizes = forward_batch_sizes(model, lambda: decode_as_generate(model, **repeated, generation_config=config))
     assert torch.equal(got, expected[:, :got.shape[1]])
     assert sizes[0] == 3  # the three distinct prompts were read once each, not twice
-    # prompts that do not repeat in equal runs are decoded row by row
-    uneven = {name: tensor[[0, 0, 1]] for name, tensor in batch.items()}
+    # prompts repeated unevenly and out of order are still read once each, and each row continues its own prompt
+    uneven = {name: tensor[[1, 0, 1, 2, 1]] for name, tensor in batch.items()}
     got, sizes = forward_batch_sizes(model, lambda: decode_as_generate(model, **uneven, generation_config=config))
     assert sizes[0] == 3 and torch.equal(got[:, :uneven["input_ids"].shape[1]], uneven["input_ids"])
+    with torch.inference_mode():
+        expected = model.generate(**uneven, generation_config=config)
+    assert torch.equal(got, expected[:, :got.shape[1]])
 
 
 def test_decode_as_generate_leaves_settings_it_does_not_implement_to_generate():

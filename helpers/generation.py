@@ -52,26 +52,27 @@ def decoding_kwargs(do_sample: bool, temperature: float = 1.0, top_p: float = 1.
     return {"do_sample": False, "repetition_penalty": 1.0}
 
 
+def _cpu_weight(model) -> torch.Tensor | None:
+    """``model``'s first weight where it is on a CPU; None for a stand-in (tests), an engine or a GPU model."""
+    if not hasattr(model, "parameters"):
+        return None
+    weight = next(model.parameters(), None)
+    return weight if weight is not None and weight.device.type == "cpu" else None
+
+
 def samples_in_bf16(model) -> bool:
     """Whether ``sampler`` hands out a bf16 copy of ``model``: float32 weights on a CPU with native bf16
     (``helpers.config.cpu_bf16_enabled``). Decoding reads every weight for every token; in bf16 it reads half the
     bytes and the CPU's bf16 dot products do the arithmetic (greedy decoding about twice as fast on a 2-core
     AVX512-BF16 machine; a whole GRPO step 1.4 times: ``scripts/grpo_step_cost.py``). Elsewhere, emulated bf16
     would be slower than float32."""
-    if not hasattr(model, "parameters"):  # a stand-in (tests) or an engine: nothing to copy
-        return False
-    weight = next(model.parameters(), None)
-    return (weight is not None and weight.device.type == "cpu" and weight.dtype == torch.float32
-            and cpu_bf16_enabled())
+    weight = _cpu_weight(model)
+    return weight is not None and weight.dtype == torch.float32 and cpu_bf16_enabled()
 
 
 def samples_from_a_copy(model) -> bool:
     """Whether ``sampler`` hands out a copy of ``model``: on a CPU, a LoRA (PEFT) model or one ``samples_in_bf16``."""
-    if not hasattr(model, "parameters"):  # a stand-in (tests) or an engine: nothing to copy
-        return False
-    weight = next(model.parameters(), None)
-    return weight is not None and weight.device.type == "cpu" and (
-        hasattr(model, "merge_and_unload") or samples_in_bf16(model))
+    return _cpu_weight(model) is not None and (hasattr(model, "merge_and_unload") or samples_in_bf16(model))
 
 
 @contextmanager
@@ -79,9 +80,9 @@ def sampler(model) -> Iterator:
     """The model to sample from: ``model`` itself, or, where ``samples_from_a_copy``, a copy in eval mode with any
     LoRA adapter merged in, in bf16 where ``samples_in_bf16``. Training keeps the float32 weights: merged into bf16
     (an 8-bit mantissa), an update of a part in a thousand would be rounded away. Merged, the copy runs one matmul
-    per layer where the adapter model runs three, without LoRA dropout; with ``decode`` this halves a GRPO step's
-    sampling time in float32 on a 2-core CPU (16.8 s to 8.6 s for 16 completions). TRL's vLLM mode does the same on
-    a GPU: a bf16 engine given the policy's current weights before it samples."""
+    per layer where the adapter model runs three, without LoRA dropout; with ``decode`` a whole GRPO step in float32
+    on a 2-core CPU took 16.1 s instead of 24.5 (``scripts/grpo_step_cost.py``, ``grpo_step_cost_fp32.csv``). TRL's
+    vLLM mode does the same on a GPU: a bf16 engine given the policy's current weights before it samples."""
     if not samples_from_a_copy(model):
         yield model
         return
@@ -213,11 +214,13 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, past_key_values=cache,
                    use_cache=True, logits_to_keep=1).logits[:, -1]
+    each_prompt_once = torch.arange(len(input_ids), device=input_ids.device)
     if prompt_of_row is None:
-        prompt_of_row = torch.arange(len(input_ids), device=input_ids.device).repeat_interleave(copies)
-    if not torch.equal(prompt_of_row, torch.arange(len(input_ids), device=input_ids.device)):
+        prompt_of_row = each_prompt_once.repeat_interleave(copies)
+    if not torch.equal(prompt_of_row, each_prompt_once):
         cache.batch_select_indices(prompt_of_row)  # each prompt's cache copied to the rows that continue it
-        logits, attention_mask, positions = logits[prompt_of_row], attention_mask[prompt_of_row], positions[prompt_of_row]
+        logits, attention_mask = logits[prompt_of_row], attention_mask[prompt_of_row]
+        positions = positions[prompt_of_row]
     rows = logits.shape[0]
     tokens = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=input_ids.device)
     live = torch.arange(rows, device=input_ids.device)  # the rows still in the batch, by their output index
@@ -244,8 +247,9 @@ def decode_as_generate(model, input_ids: torch.Tensor, attention_mask: torch.Ten
                        **other_inputs) -> torch.Tensor:
     """``model.generate(input_ids, attention_mask, generation_config=...)`` answered by ``decode``: the prompt ids
     followed by the new ones, as TRL's GRPO and RLOO trainers expect. TRL repeats each prompt ``num_generations``
-    times; ``decode`` reads each distinct prompt once and copies its cache to the rows that repeat it. Settings ``decode`` does not implement (top-k,
-    min-p, a repetition penalty, beams, suppressed tokens, extra model inputs) go to ``model.generate``."""
+    times; ``decode`` reads each distinct prompt once and copies its cache to the rows that repeat it. Settings
+    ``decode`` does not implement (top-k, min-p, a repetition penalty, beams, suppressed tokens, extra model inputs)
+    go to ``model.generate``."""
     config = generation_config
     plain = (not other_inputs and (config.num_beams or 1) == 1 and not config.top_k and not config.min_p
              and (config.repetition_penalty or 1.0) == 1.0 and not config.suppress_tokens)

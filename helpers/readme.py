@@ -70,13 +70,17 @@ def dpo_study_markdown(path: Path) -> str:
     return markdown_table(pd.DataFrame(rows), float_format="{:g}", index=False)
 
 
+
+def step_cost_markdown(path: Path) -> str:
+    """A ``scripts/grpo_step_cost.py`` table, one row per setting (one file per machine)."""
+    return markdown_table(pd.read_csv(path, index_col=0), float_format="{:.3g}")
+
+
 BLOCKS = {
     "stage-results": ("stage_results.csv", stage_results_markdown),
     "leaderboard": ("leaderboard.md", lambda path: path.read_text(encoding="utf-8")),
-    "grpo-step-cost": ("grpo_step_cost.csv",
-                       lambda path: markdown_table(pd.read_csv(path, index_col=0), float_format="{:.3g}")),
-    "grpo-step-cost-fp32": ("grpo_step_cost_fp32.csv",
-                            lambda path: markdown_table(pd.read_csv(path, index_col=0), float_format="{:.3g}")),
+    "grpo-step-cost": ("grpo_step_cost.csv", step_cost_markdown),
+    "grpo-step-cost-fp32": ("grpo_step_cost_fp32.csv", step_cost_markdown),
     "grpo-sweep": ("grpo_sweep.csv", grpo_sweep_markdown),
     "instruction-rloo-study": ("instruction_rloo_study.csv", instruction_study_markdown),
     "instruction-dpo-study": ("instruction_dpo_study.csv", dpo_study_markdown),

@@ -279,8 +279,8 @@ class SamplesFromAPlainCopy:
 
 
 class CourseGRPOTrainer(SamplesFromAPlainCopy, ReadsEachPromptOnce, ScoresOnlyRowsWithSignal, GRPOTrainer):
-    """TRL's GRPOTrainer, sampling as ``SamplesFromAPlainCopy`` says, scoring only the completions with a learning signal
-    (``signal_rows.ScoresOnlyRowsWithSignal``), each prompt read once (``prompt_once.ReadsEachPromptOnce``)."""
+    """TRL's GRPOTrainer, sampling as ``SamplesFromAPlainCopy`` says, scoring only the completions with a learning
+    signal (``signal_rows.ScoresOnlyRowsWithSignal``), each prompt read once (``prompt_once.ReadsEachPromptOnce``)."""
 
 
 def run_grpo(model, tokenizer, train_dataset, reward_funcs: list, config: GRPOConfig,
